@@ -1,0 +1,99 @@
+"""Round-trip overhead per job of wsidesk's executors vs a bare ThreadPoolExecutor.
+
+Run: QT_QPA_PLATFORM=offscreen python benchmarks/bench_executors.py [--jobs N] [--workers W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def bare(jobs: int, workers: int) -> float:
+    """Same round trip (submit, run, completion callback) on the standard library alone."""
+    finished = threading.Event()
+    count = [0]
+    lock = threading.Lock()
+
+    def done(future):
+        with lock:
+            count[0] += 1
+            if count[0] == jobs:
+                finished.set()
+
+    with ThreadPoolExecutor(workers) as pool:
+        start = time.perf_counter()
+        for _ in range(jobs):
+            pool.submit(int).add_done_callback(done)
+        finished.wait()
+        return time.perf_counter() - start
+
+
+def threads(jobs: int, workers: int) -> float:
+    from wsidesk.core.scheduler.executors import ThreadExecutor
+
+    ex = ThreadExecutor(workers)
+    finished = threading.Event()
+    count = [0]
+    lock = threading.Lock()
+
+    def done(result, error):
+        with lock:
+            count[0] += 1
+            if count[0] == jobs:
+                finished.set()
+
+    start = time.perf_counter()
+    for _ in range(jobs):
+        ex.submit(int, done)
+    finished.wait()
+    elapsed = time.perf_counter() - start
+    ex.shutdown()
+    return elapsed
+
+
+def qt(jobs: int, workers: int) -> float:
+    from PySide6.QtWidgets import QApplication
+
+    from wsidesk.gui.bridges.qt_executor import QtExecutor
+
+    app = QApplication.instance() or QApplication([])
+    ex = QtExecutor(workers)
+    count = [0]
+
+    def done(result, error):
+        count[0] += 1
+
+    start = time.perf_counter()
+    for _ in range(jobs):
+        ex.submit(int, done)
+    while count[0] < jobs:
+        app.processEvents()
+    elapsed = time.perf_counter() - start
+    ex.shutdown()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.jobs} no-op jobs, "
+          f"{args.workers} workers, best of {args.repeats}")
+    base = min(bare(args.jobs, args.workers) for _ in range(args.repeats))
+    print(f"  ThreadPoolExecutor (bare): {1e6 * base / args.jobs:7.1f} µs/job")
+    for name, fn in (("ThreadExecutor", threads), ("QtExecutor (QThreadPool)", qt)):
+        best = min(fn(args.jobs, args.workers) for _ in range(args.repeats))
+        print(f"  {name:25s}: {1e6 * best / args.jobs:7.1f} µs/job  ratio {best / base:5.2f}x bare")
+
+
+if __name__ == "__main__":
+    main()

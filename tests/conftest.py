@@ -1,0 +1,39 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from wsidesk.core.slide.demo import DemoTruth
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def demo_slide(tmp_path_factory: pytest.TempPathFactory) -> DemoTruth:
+    """A 4096x3072 synthetic H&E slide (Aperio SVS, mpp 0.5, seed 1), written once per session.
+
+    `.path` is the slide, `.truth_path` its ground truth (see `wsidesk.core.slide.demo.load_truth`).
+    """
+    from wsidesk.core.slide.demo import write_demo_slide
+
+    out = tmp_path_factory.mktemp("demo_slide") / "demo.svs"
+    return write_demo_slide(out, width=4096, height=3072, mpp=0.5, seed=1)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real test data folder ($WSIDESK_TEST_DATA or <repo>/../shared/data); skips when absent."""
+    env = os.environ.get("WSIDESK_TEST_DATA")
+    path = Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real test data not found at {path} (set WSIDESK_TEST_DATA)")
+    return path

@@ -1,0 +1,3 @@
+from wsidesk.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""Job types: each maps to a function taking a JobContext and returning its output files."""
+
+from __future__ import annotations
+
+from wsidesk.core.errors import JobError
+from wsidesk.core.jobs.context import JobContext, JobFunction
+
+
+def job_function(job_type: str) -> JobFunction:
+    """The function that runs jobs of `job_type` (imported lazily: segmentation pulls in torch)."""
+    if job_type == "tissue":
+        from wsidesk.core.jobs.tissue import run_tissue_job
+
+        return run_tissue_job
+    msg = f"job type {job_type!r} cannot run in this version of wsidesk"
+    raise JobError(msg)
+
+
+__all__ = ["JobContext", "JobFunction", "job_function"]

@@ -1,0 +1,39 @@
+"""What a job function receives: its job, params, paths, and ways to report and to stop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wsidesk.core.errors import JobCancelled
+from wsidesk.core.workflow.model import Job, Workflow
+
+# emit(event_name, fields, payload): payload is kept in memory only (e.g. cell polygons for the GUI).
+Emit = Callable[[str, Mapping[str, Any], Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    run_id: str
+    profile: str
+    workflow: Workflow
+    branch: str
+    job: Job
+    params: Mapping[str, Any]  # workflow defaults merged with the job's params
+    image: Path | None  # resolved absolute path of the job's image
+    out_dir: Path  # <run>/<job_id>/, created by the runner
+    inputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # dep job_id -> its outputs
+    emit: Emit = field(default=lambda name, fields, payload=None: None)
+    is_cancelled: Callable[[], bool] = field(default=lambda: False)
+
+    def check_cancelled(self) -> None:
+        """Call between steps: raises JobCancelled once the run has been cancelled."""
+        if self.is_cancelled():
+            msg = f"job {self.job.job_id} of run {self.run_id} was cancelled"
+            raise JobCancelled(msg)
+
+
+# A job function returns its outputs: a name ("tiles", "tissue_png", ...) -> file path.
+JobFunction = Callable[[JobContext], dict[str, str]]

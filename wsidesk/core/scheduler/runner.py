@@ -1,0 +1,376 @@
+"""The runner drives planner + executor + store: it starts ready jobs, records what happens,
+writes each run's events log and summary, and resumes interrupted runs.
+
+All state changes happen under one lock; `done` callbacks may arrive on any thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from wsidesk.core.errors import JobCancelled, WsideskError
+from wsidesk.core.events import Event, EventSink
+from wsidesk.core.jobs import JobContext, JobFunction, job_function
+from wsidesk.core.scheduler.executors import Executor
+from wsidesk.core.scheduler.planner import (
+    JobCancelled as JobCancelledChange,
+)
+from wsidesk.core.scheduler.planner import (
+    JobKey,
+    JobSkipped,
+    Planner,
+    ProfileActivated,
+    ProfileQueued,
+    ProfileReleased,
+    RunFinished,
+)
+from wsidesk.core.store.db import RunRecord, Store
+from wsidesk.core.store.eventlog import EventLog, write_json_atomic
+from wsidesk.core.workflow.io import dump_workflow, loads_workflow
+from wsidesk.core.workflow.model import Workflow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _ActiveRun:
+    record: RunRecord
+    workflow: Workflow
+    log: EventLog
+    cancel: threading.Event = field(default_factory=threading.Event)
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line reason for a user: our own errors speak for themselves, others get their type."""
+    if isinstance(error, WsideskError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class Runner:
+    """Runs workflows for any number of profiles on one executor."""
+
+    def __init__(
+        self,
+        store: Store,
+        executor: Executor,
+        *,
+        max_active_profiles: int = 3,
+        sink: EventSink | None = None,
+        job_functions: Mapping[str, JobFunction] | None = None,
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._sink = sink
+        self._job_functions = dict(job_functions or {})
+        self._planner = Planner(workers=executor.max_workers, max_active_profiles=max_active_profiles)
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._runs: dict[str, _ActiveRun] = {}
+        self._finished: dict[str, str] = {}  # run_id -> final status
+        self._interrupted = False
+
+    # -- submitting ---------------------------------------------------------------------------
+    def submit(
+        self,
+        workflow: Workflow,
+        *,
+        profile: str,
+        source: Path | None = None,
+        source_text: str | None = None,
+    ) -> str:
+        """Start a run; an unfinished run of the same file and content whose process died is resumed."""
+        text = source_text if source_text is not None else dump_workflow(_absolute_images(workflow))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        source_str = str(source.resolve()) if source is not None else None
+        if source_str is not None:
+            previous = self._store.find_resumable(profile, source_str, digest)
+            if previous is not None and not _pid_alive(previous.owner_pid):
+                logger.info("resuming run %s of %s", previous.run_id, source_str)
+                return self.resume(previous.run_id, profile=profile)
+        run_id = new_run_id()
+        record = self._store.create_run(
+            run_id=run_id,
+            profile=profile,
+            workflow=workflow.name,
+            jobs=[(job.job_id, branch.name) for branch, job in workflow.jobs()],
+            source=source_str,
+            source_sha256=digest,
+            owner_pid=os.getpid(),
+        )
+        record.run_dir.mkdir(parents=True, exist_ok=True)
+        (record.run_dir / "workflow.yaml").write_text(text, encoding="utf-8")
+        self._start(record, workflow, done=(), resumed=False)
+        return run_id
+
+    def resume(self, run_id: str, *, profile: str) -> str:
+        """Continue an interrupted run: succeeded jobs are kept, the rest run again."""
+        record = self._store.get_run(profile, run_id)
+        with self._lock:
+            if run_id in self._runs:
+                return run_id
+        if record.status not in ("running", "interrupted"):
+            msg = f"run {run_id} already finished ({record.status}); submit the workflow again instead"
+            raise WsideskError(msg)
+        text = (record.run_dir / "workflow.yaml").read_text(encoding="utf-8")
+        # Relative image paths stay relative to the original YAML file.
+        workflow = loads_workflow(text, file=record.source or record.run_dir / "workflow.yaml")
+        done = [j.job_id for j in self._store.jobs(run_id) if j.state == "succeeded"]
+        for job in self._store.jobs(run_id):
+            if job.state != "succeeded":
+                self._store.set_job_state(run_id, job.job_id, "pending")
+        self._store.set_run_status(run_id, "running", owner_pid=os.getpid())
+        self._start(self._store.get_run(profile, run_id), workflow, done=done, resumed=True)
+        return run_id
+
+    def _start(
+        self, record: RunRecord, workflow: Workflow, *, done: Iterable[str], resumed: bool
+    ) -> None:
+        with self._lock:
+            self._interrupted = False
+            run = _ActiveRun(record, workflow, EventLog(record.run_dir / "events.jsonl"))
+            for job in self._store.jobs(record.run_id):
+                if job.state == "succeeded":
+                    run.outputs[job.job_id] = dict(job.outputs)
+            self._runs[record.run_id] = run
+            self._emit(run, "run_submitted", fields={"resumed": resumed, "done": len(run.outputs)})
+            self._apply(self._planner.submit(record.run_id, record.profile, workflow, done=done))
+            self._dispatch()
+
+    # -- control ------------------------------------------------------------------------------
+    def cancel_run(self, run_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is not None:
+                run.cancel.set()
+                self._apply(self._planner.cancel_run(run_id))
+
+    def cancel_profile(self, profile: str) -> None:
+        with self._lock:
+            for run in list(self._runs.values()):
+                if run.record.profile == profile:
+                    run.cancel.set()
+            self._apply(self._planner.cancel_profile(profile))
+
+    def interrupt(self) -> None:
+        """Stop dispatching; running jobs stop at their next safe point; runs become resumable."""
+        with self._lock:
+            self._interrupted = True
+            for run_id in list(self._runs):
+                self._runs[run_id].cancel.set()
+                self._apply(self._planner.cancel_run(run_id))
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no run is active; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._runs, timeout)
+
+    def is_idle(self) -> bool:
+        with self._lock:
+            return not self._runs
+
+    def run_status(self, run_id: str) -> str | None:
+        with self._lock:
+            return self._finished.get(run_id)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self._planner.snapshot()
+
+    # -- dispatch and completion ------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        if self._interrupted:
+            return
+        for key in self._planner.ready():
+            self._apply(self._planner.started(key))
+            run = self._runs[key.run_id]
+            workflow = run.workflow
+            job = workflow.job(key.job_id)
+            branch = workflow.branch_of(key.job_id)
+            self._store.set_job_state(key.run_id, key.job_id, "running")
+            self._emit(run, "job_started", job_id=key.job_id, branch=branch)
+            ctx = JobContext(
+                run_id=key.run_id,
+                profile=run.record.profile,
+                workflow=workflow,
+                branch=branch,
+                job=job,
+                params=workflow.job_params(job),
+                image=workflow.image_path(job),
+                out_dir=run.record.run_dir / job.job_id,
+                inputs={dep: run.outputs.get(dep, {}) for dep in job.depends_on},
+                emit=partial(self._emit_from_job, run, branch, key.job_id),
+                is_cancelled=run.cancel.is_set,
+            )
+            self._executor.submit(partial(self._execute, ctx), partial(self._on_done, key))
+
+    def _execute(self, ctx: JobContext) -> dict[str, str]:
+        ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        function = self._job_functions.get(ctx.job.type) or job_function(ctx.job.type)
+        return function(ctx)
+
+    def _on_done(self, key: JobKey, result: Any, error: BaseException | None) -> None:
+        with self._lock:
+            run = self._runs[key.run_id]
+            branch = run.workflow.branch_of(key.job_id)
+            if error is None:
+                outputs = {str(k): str(v) for k, v in dict(result or {}).items()}
+                run.outputs[key.job_id] = outputs
+                self._store.set_job_state(key.run_id, key.job_id, "succeeded", outputs=outputs)
+                self._emit(run, "job_succeeded", job_id=key.job_id, branch=branch, fields={"outputs": outputs})
+                changes = self._planner.succeeded(key)
+            elif isinstance(error, JobCancelled) or (run.cancel.is_set() and not isinstance(error, WsideskError)):
+                changes = self._planner.cancelled(key)
+                changes.insert(0, JobCancelledChange(key))
+            else:
+                reason = describe_error(error)
+                if not isinstance(error, WsideskError):
+                    logger.error("job %s crashed", key.job_id, exc_info=error)
+                self._store.set_job_state(key.run_id, key.job_id, "failed", error=reason)
+                self._emit(run, "job_failed", job_id=key.job_id, branch=branch, fields={"error": reason})
+                changes = self._planner.failed(key, reason)
+            self._apply(changes)
+            self._dispatch()
+            self._changed.notify_all()
+
+    def _apply(self, changes: Iterable[object]) -> None:
+        finished: list[tuple[_ActiveRun, str]] = []
+        for change in changes:
+            match change:
+                case ProfileQueued(profile=profile, position=position):
+                    self._emit_profile(profile, "profile_queued", {"position": position})
+                case ProfileActivated(profile=profile):
+                    self._emit_profile(profile, "profile_activated", {})
+                case ProfileReleased(profile=profile):
+                    self._emit_profile(profile, "profile_released", {})
+                case JobSkipped(key=key, reason=reason):
+                    run = self._runs[key.run_id]
+                    self._store.set_job_state(key.run_id, key.job_id, "skipped", error=reason)
+                    self._emit(run, "job_skipped", job_id=key.job_id,
+                               branch=run.workflow.branch_of(key.job_id), fields={"reason": reason})
+                case JobCancelledChange(key=key):
+                    run = self._runs[key.run_id]
+                    # An interrupted job runs again on resume; a cancelled one does not.
+                    self._store.set_job_state(
+                        key.run_id, key.job_id, "pending" if self._interrupted else "cancelled"
+                    )
+                    self._emit(run, "job_cancelled", job_id=key.job_id,
+                               branch=run.workflow.branch_of(key.job_id),
+                               fields={"reason": "interrupted" if self._interrupted else "cancelled"})
+                case RunFinished(run_id=run_id, status=status):
+                    if self._interrupted and status == "cancelled":
+                        status = "interrupted"
+                    finished.append((self._runs[run_id], status))
+        # Close runs only after every change is logged: profile events of this batch belong to them.
+        for run, status in finished:
+            self._finish(run, status)
+
+    def _finish(self, run: _ActiveRun, status: str) -> None:
+        run_id = run.record.run_id
+        self._store.set_run_status(run_id, status, owner_pid=None)
+        self._emit(run, "run_finished", fields={"status": status})
+        write_json_atomic(run.record.run_dir / "summary.json", self.summary(run.record.profile, run_id))
+        run.log.close()
+        del self._runs[run_id]
+        self._finished[run_id] = status
+        self._changed.notify_all()
+
+    def summary(self, profile: str, run_id: str) -> dict[str, Any]:
+        record = self._store.get_run(profile, run_id)
+        return {
+            "run_id": run_id,
+            "profile": record.profile,
+            "workflow": record.workflow,
+            "status": record.status,
+            "started": record.created,
+            "finished": record.finished,
+            "run_dir": str(record.run_dir),
+            "jobs": {
+                job.job_id: {
+                    "branch": job.branch,
+                    "state": job.state,
+                    "started": job.started,
+                    "finished": job.finished,
+                    "error": job.error,
+                    "outputs": dict(job.outputs),
+                }
+                for job in self._store.jobs(run_id)
+            },
+        }
+
+    # -- events -------------------------------------------------------------------------------
+    def _emit(
+        self,
+        run: _ActiveRun,
+        name: str,
+        *,
+        job_id: str | None = None,
+        branch: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        payload: Any = None,
+    ) -> None:
+        event = Event(
+            name,
+            run.record.run_id,
+            run.record.profile,
+            run.workflow.name,
+            branch=branch,
+            job_id=job_id,
+            fields=fields or {},
+            payload=payload,
+        )
+        run.log.write(event)
+        if self._sink is not None:
+            try:
+                self._sink(event)
+            except Exception:  # a broken display must never break a run
+                logger.exception("event sink failed on %s", name)
+
+    def _emit_from_job(
+        self, run: _ActiveRun, branch: str, job_id: str, name: str, fields: Mapping[str, Any], payload: Any = None
+    ) -> None:
+        self._emit(run, name, job_id=job_id, branch=branch, fields=fields, payload=payload)
+
+    def _emit_profile(self, profile: str, name: str, fields: Mapping[str, Any]) -> None:
+        for run in self._runs.values():
+            if run.record.profile == profile:
+                self._emit(run, name, fields=fields)
+
+
+def _absolute_images(workflow: Workflow) -> Workflow:
+    """The workflow with image paths made absolute, so its copy in the run folder stands alone."""
+    branches = tuple(
+        replace(b, jobs=tuple(
+            replace(j, image=str(workflow.image_path(j).resolve())) if j.image else j for j in b.jobs
+        ))
+        for b in workflow.branches
+    )
+    return replace(workflow, branches=branches)
+
