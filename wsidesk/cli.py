@@ -1,4 +1,4 @@
-"""Command line: `wsidesk run|validate|demo-slide|profiles ...` (see CONTRACT.md)."""
+"""Command line: `wsidesk run|validate|segment|demo-slide|profiles|models ...` (see README)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,9 @@ from wsidesk.core.profiles import DEFAULT_PROFILE, check_profile_name
 logger = logging.getLogger("wsidesk")
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# CLI option -> job param, for the segmentation options shared by `run` and `segment`.
+SEGMENT_OPTIONS = ("model", "tile_size", "padding", "batch_size", "target_mpp", "min_tissue", "device")
 
 
 def _default_workers() -> int:
@@ -32,21 +37,49 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 
 
+def _scheduling(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=_default_workers(), help="global concurrent jobs")
+    parser.add_argument("--max-active-profiles", type=int, default=3, help="profiles running work at once")
+
+
+def _segmentation(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("segmentation (override workflow defaults, not a job's own params)")
+    group.add_argument("--model", help="model name (brightfield_nuclei, ...) or path to instanseg.pt")
+    group.add_argument("--tile-size", type=int, help="tile size in px at the model's resolution (512)")
+    group.add_argument("--padding", type=int, help="context px added on each side of a tile (80)")
+    group.add_argument("--batch-size", type=int, help="tiles per model call (16)")
+    group.add_argument("--target-mpp", type=float, help="µm/px to segment at (default: the model's)")
+    group.add_argument("--min-tissue", type=float, help="fraction of a tile that must be tissue (0)")
+    group.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where the model runs (auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsidesk", description=__doc__)
     parser.add_argument("--version", action="version", version=f"wsidesk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    gui = sub.add_parser("gui", help="start the desktop app (the default command)")
+    gui.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="slides or workflow YAML files to open")
+    _scheduling(gui)
+    _common(gui)
+
     run = sub.add_parser("run", help="run workflows headless, then exit")
     run.add_argument("workflows", nargs="*", type=Path, metavar="WF.yaml")
     run.add_argument("--resume", metavar="RUN_ID", action="append", default=[], help="continue an interrupted run")
-    run.add_argument("--workers", type=int, default=_default_workers(), help="global concurrent jobs")
-    run.add_argument("--max-active-profiles", type=int, default=3, help="profiles running work at once")
+    _scheduling(run)
+    _segmentation(run)
     _common(run)
 
     validate = sub.add_parser("validate", help="check workflows without running anything")
     validate.add_argument("workflows", nargs="+", type=Path, metavar="WF.yaml")
     _common(validate)
+
+    segment = sub.add_parser("segment", help="segment cells on one slide, no workflow file needed")
+    segment.add_argument("slide", type=Path, metavar="SLIDE")
+    segment.add_argument("--out", type=Path, help="also copy cells.geojson, cells.csv and tiles.json here")
+    _scheduling(segment)
+    _segmentation(segment)
+    _common(segment)
 
     demo = sub.add_parser("demo-slide", help="write a synthetic H&E slide (+ .truth.json)")
     demo.add_argument("out", type=Path, metavar="OUT.svs")
@@ -60,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     profiles.add_argument("action", nargs="?", choices=["list", "add", "remove"], default="list")
     profiles.add_argument("name", nargs="?")
     _common(profiles)
+
+    models = sub.add_parser("models", help="manage segmentation models")
+    models.add_argument("action", nargs="?", choices=["list", "install", "verify"], default="list")
+    models.add_argument("name", nargs="?")
+    _common(models)
     return parser
 
 
@@ -72,13 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
-    handlers = {"run": cmd_run, "validate": cmd_validate, "demo-slide": cmd_demo_slide, "profiles": cmd_profiles}
+    if args.command is None:  # plain `wsidesk` opens the app
+        args = parser.parse_args(["gui", *(argv or [])])
+    handlers = {
+        "gui": cmd_gui,
+        "run": cmd_run,
+        "validate": cmd_validate,
+        "segment": cmd_segment,
+        "demo-slide": cmd_demo_slide,
+        "profiles": cmd_profiles,
+        "models": cmd_models,
+    }
     try:
         return handlers[args.command](args)
-    except WsideskError as exc:
+    except (WsideskError, ValueError) as exc:
         print(f"wsidesk {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
 
@@ -88,10 +133,26 @@ def _print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def _store(args: argparse.Namespace):  # noqa: ANN202 - keeps the store import lazy
-    from wsidesk.core.store import Store, default_data_dir
+def _data_dir(args: argparse.Namespace) -> Path:
+    from wsidesk.core.store import default_data_dir
 
-    return Store((args.data_dir or default_data_dir()).expanduser().resolve())
+    return (args.data_dir or default_data_dir()).expanduser().resolve()
+
+
+def _segment_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in SEGMENT_OPTIONS if getattr(args, name, None) is not None}
+
+
+def _profile(args: argparse.Namespace, owner: str | None = None) -> str:
+    return check_profile_name(args.profile or owner or DEFAULT_PROFILE)
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from wsidesk.app import run_gui
+
+    data_dir = _data_dir(args)
+    return run_gui(args.paths, data_dir=data_dir, profile=args.profile, workers=args.workers,
+                   max_active_profiles=args.max_active_profiles)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -116,23 +177,58 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from wsidesk.cli_progress import ConsoleReporter
-    from wsidesk.core.scheduler.executors import ThreadExecutor
-    from wsidesk.core.scheduler.runner import Runner
-    from wsidesk.core.workflow.io import load_workflow
+    from wsidesk.core.workflow.io import dump_workflow, load_workflow
 
     if not args.workflows and not args.resume:
         print("wsidesk run: error: give at least one WF.yaml or --resume RUN_ID", file=sys.stderr)
         return EXIT_INVALID
-    if args.workers < 1 or args.max_active_profiles < 1:
-        print("wsidesk run: error: --workers and --max-active-profiles must be at least 1", file=sys.stderr)
-        return EXIT_INVALID
+    overrides = _segment_params(args)
     # Validate everything before running anything: exit 2 means nothing ran.
-    loaded = []
+    submissions = []
     for path in args.workflows:
         wf = load_workflow(path)
-        loaded.append((path, wf, check_profile_name(args.profile or wf.profile or DEFAULT_PROFILE)))
-    store = _store(args)
+        text = path.read_text(encoding="utf-8")
+        if overrides:  # what ran is what gets recorded
+            wf = replace(wf, defaults={**wf.defaults, **overrides})
+            text = dump_workflow(wf)
+        submissions.append((wf, _profile(args, wf.profile), path, text))
+    status, _ = _execute(args, submissions, resume=args.resume)
+    return status
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from wsidesk.core.workflow.model import Branch, Job, Workflow, validate_workflow
+
+    slide = args.slide.expanduser().resolve()
+    job = Job("segment", "segment", str(slide), params=_segment_params(args))
+    wf = Workflow(name=f"Segment {slide.name}", branches=(Branch("segment", (job,)),))
+    validate_workflow(wf, file=str(slide))
+    status, summaries = _execute(args, [(wf, _profile(args), None, None)], resume=[])
+    if args.out and summaries:
+        outputs = summaries[0]["jobs"]["segment"]["outputs"]
+        args.out.mkdir(parents=True, exist_ok=True)
+        for path in outputs.values():
+            shutil.copy2(path, args.out / Path(path).name)
+        print(f"results copied to {args.out}", file=sys.stderr)
+    return status
+
+
+def _execute(
+    args: argparse.Namespace,
+    submissions: list[tuple[Any, str, Path | None, str | None]],  # workflow, profile, source, text
+    *,
+    resume: Sequence[str],
+) -> tuple[int, list[dict[str, Any]]]:
+    """Run workflows on the headless scheduler until done or Ctrl-C; returns exit code and summaries."""
+    from wsidesk.cli_progress import ConsoleReporter
+    from wsidesk.core.scheduler.executors import ThreadExecutor
+    from wsidesk.core.scheduler.runner import Runner
+    from wsidesk.core.store import Store
+
+    if args.workers < 1 or args.max_active_profiles < 1:
+        msg = "--workers and --max-active-profiles must be at least 1"
+        raise ValueError(msg)
+    store = Store(_data_dir(args))
     reporter = ConsoleReporter(stream=sys.stderr)
     executor = ThreadExecutor(args.workers)
     runner = Runner(store, executor, max_active_profiles=args.max_active_profiles, sink=reporter)
@@ -148,16 +244,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, _on_sigint)
     run_ids: list[tuple[str, str]] = []
     try:
-        resume_profile = check_profile_name(args.profile or DEFAULT_PROFILE)
-        for run_id in args.resume:
-            run_ids.append((resume_profile, runner.resume(run_id, profile=resume_profile)))
-        for path, wf, profile in loaded:
-            text = path.read_text(encoding="utf-8")
-            run_ids.append((profile, runner.submit(wf, profile=profile, source=path, source_text=text)))
+        for run_id in resume:
+            profile = _profile(args)
+            run_ids.append((profile, runner.resume(run_id, profile=profile)))
+        for wf, profile, source, text in submissions:
+            run_ids.append((profile, runner.submit(wf, profile=profile, source=source, source_text=text)))
         while not runner.wait(timeout=0.25):
             pass
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED, []
     finally:
         signal.signal(signal.SIGINT, previous)
         executor.shutdown(wait=True)
@@ -170,8 +265,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"runs": summaries})
     if interrupted or any(s["status"] == "interrupted" for s in summaries):
-        return EXIT_INTERRUPTED
-    return EXIT_OK if all(s["status"] == "succeeded" for s in summaries) else EXIT_FAILED
+        return EXIT_INTERRUPTED, summaries
+    ok = all(s["status"] == "succeeded" for s in summaries)
+    return (EXIT_OK if ok else EXIT_FAILED), summaries
 
 
 def cmd_demo_slide(args: argparse.Namespace) -> int:
@@ -188,17 +284,24 @@ def cmd_demo_slide(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _need_name(args: argparse.Namespace) -> bool:
+    if not args.name:
+        print(f"wsidesk {args.command} {args.action}: error: give a NAME", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
-    store = _store(args)
+    from wsidesk.core.store import Store
+
+    if args.action in ("add", "remove") and not _need_name(args):
+        return EXIT_INVALID
+    store = Store(_data_dir(args))
     try:
-        if args.action in ("add", "remove"):
-            if not args.name:
-                print(f"wsidesk profiles {args.action}: error: give a profile NAME", file=sys.stderr)
-                return EXIT_INVALID
-            if args.action == "add":
-                store.add_profile(args.name)
-            else:
-                store.remove_profile(args.name)
+        if args.action == "add":
+            store.add_profile(args.name)
+        elif args.action == "remove":
+            store.remove_profile(args.name)
         names = store.profiles()
     finally:
         store.close()
@@ -208,4 +311,32 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         print("\n".join(names))
     else:
         print(f"profile {args.name!r} {'added' if args.action == 'add' else 'removed'}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from wsidesk.core.segment.models import ModelStore
+
+    store = ModelStore(_data_dir(args) / "models")
+    if args.action == "install":
+        if not _need_name(args):
+            return EXIT_INVALID
+        path = store.install(args.name)
+        print(f"installed {args.name} -> {path}")
+        return EXIT_OK
+    if args.action == "verify":
+        results = store.verify()
+        if args.json:
+            _print_json({"models": [{"name": n, "ok": ok, "detail": d} for n, ok, d in results]})
+        for name, ok, detail in results:
+            print(f"{name}: {'ok' if ok else 'FAILED'} {detail}", file=sys.stderr if args.json else sys.stdout)
+        return EXIT_OK if all(ok for _, ok, _ in results) else EXIT_FAILED
+    infos = store.list()
+    if args.json:
+        _print_json({"models": [
+            {"name": m.name, "version": m.version, "installed": m.installed, "path": str(m.path)} for m in infos
+        ]})
+    else:
+        for m in infos:
+            print(f"{m.name} {m.version}: {'installed at ' + str(m.path) if m.installed else 'not installed'}")
     return EXIT_OK

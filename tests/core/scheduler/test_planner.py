@@ -481,3 +481,16 @@ def test_snapshot_counts_states_per_run() -> None:
         "j2": JobState.PENDING,
     }
     assert planner.branch(k("r1", "j1")) == "branch_A"
+
+
+def test_forget_lets_a_finished_run_be_submitted_again():
+    planner = Planner(workers=2)
+    workflow = Workflow(name="w", branches=(Branch("b", (Job("j", "tissue", "a.svs"),)),))
+    planner.submit("r", "p", workflow)
+    with pytest.raises(ValueError, match="not finished"):
+        planner.forget("r")
+    planner.started(JobKey("r", "j"))
+    planner.failed(JobKey("r", "j"), "boom")
+    planner.forget("r")
+    planner.submit("r", "p", workflow)
+    assert planner.ready() == [JobKey("r", "j")]

@@ -232,3 +232,37 @@ def test_resume_of_another_profiles_run_is_refused(env):
 
     with pytest.raises(ProfileError):
         runner.resume(run_id, profile="bob")
+
+
+def test_retry_failed_branch_reruns_it_and_keeps_the_rest(env):
+    store, make = env
+    rec = Recorder(fail={"a2"})
+    runner = make(rec)
+    run_id = runner.submit(
+        wf("w", {"A": ["a1", "a2", "a3"], "B": ["b1"], "C": ["c1"]}, deps={"c1": ("a3",)}), profile="p"
+    )
+    assert runner.wait(10)
+    assert runner.run_status(run_id) == "failed"
+
+    rec.fail.clear()
+    runner.retry_branch(run_id, "A", profile="p")
+    assert runner.wait(10)
+    assert [j for _, j in rec.started][-2:] == ["a2", "a3"]
+    states = {j.job_id: j.state for j in store.jobs(run_id)}
+    # c1 was skipped because of A; it stays skipped until its own branch is retried.
+    assert states == {"a1": "succeeded", "a2": "succeeded", "a3": "succeeded", "b1": "succeeded", "c1": "skipped"}
+    assert runner.run_status(run_id) == "failed"
+    runner.retry_branch(run_id, "C", profile="p")
+    assert runner.wait(10)
+    assert runner.run_status(run_id) == "succeeded"
+    with pytest.raises(Exception, match="nothing to retry"):
+        runner.retry_branch(run_id, "A", profile="p")
+
+
+def test_retry_branch_refuses_when_a_dependency_elsewhere_failed(env):
+    store, make = env
+    runner = make(Recorder(fail={"a1"}))
+    run_id = runner.submit(wf("w", {"A": ["a1"], "C": ["c1"]}, deps={"c1": ("a1",)}), profile="p")
+    assert runner.wait(10)
+    with pytest.raises(Exception, match="retry branch 'A' first"):
+        runner.retry_branch(run_id, "C", profile="p")

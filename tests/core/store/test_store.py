@@ -94,3 +94,13 @@ def test_unusable_data_folder_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="--data-dir"):
         Store(blocker / "data")
+
+
+def test_store_checkpoints_are_scoped_to_run_and_job(store):
+    from wsidesk.core.store.db import StoreCheckpoints
+
+    _make_run(store, "r1", "p")
+    a, b = StoreCheckpoints(store, "r1", "j1"), StoreCheckpoints(store, "r1", "j2")
+    a.save([(3, "done", "12 cells")])
+    assert a.load() == {3: ("done", "12 cells")}
+    assert b.load() == {}

@@ -12,6 +12,14 @@ def job_function(job_type: str) -> JobFunction:
         from wsidesk.core.jobs.tissue import run_tissue_job
 
         return run_tissue_job
+    if job_type == "segment":
+        from wsidesk.core.jobs.segment import run_segment_job
+
+        return run_segment_job
+    if job_type == "export":
+        from wsidesk.core.jobs.export import run_export_job
+
+        return run_export_job
     msg = f"job type {job_type!r} cannot run in this version of wsidesk"
     raise JobError(msg)
 

@@ -79,7 +79,8 @@ def run_tissue_job(ctx: JobContext) -> dict[str, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     tiles_path = plan.write_json(out_dir / "tiles.json")
     png_path = render_tissue_png(thumbnail, mask, plan, out_dir / "tissue.png")
-    ctx.emit("tiles_planned", {"total": plan.total, "tissue": plan.tissue, "skipped": plan.skipped}, None)
+    counts = {"total": plan.total, "tissue": plan.tissue, "skipped": plan.skipped}
+    ctx.emit("tiles_planned", counts, {"plan": plan, "mask": mask})
     return {"tiles": str(tiles_path), "tissue_png": str(png_path)}
 
 

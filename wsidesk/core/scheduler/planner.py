@@ -291,6 +291,16 @@ class Planner:
             changes.append(ProfileQueued(profile, len(self._queue)))
         return changes
 
+    def forget(self, run_id: str) -> None:
+        """Drop a finished run, so it can be submitted again (resume or retry in a long session)."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        if run.open:
+            msg = f"run {run_id!r} is not finished; cancel it first"
+            raise ValueError(msg)
+        del self._runs[run_id]
+
     def _build_run(self, run_id: str, profile: str, workflow: Workflow) -> _Run:
         run = _Run(run_id, profile, workflow)
         jobs = run.jobs

@@ -34,7 +34,7 @@ from wsidesk.core.scheduler.planner import (
     ProfileReleased,
     RunFinished,
 )
-from wsidesk.core.store.db import RunRecord, Store
+from wsidesk.core.store.db import RunRecord, Store, StoreCheckpoints
 from wsidesk.core.store.eventlog import EventLog, write_json_atomic
 from wsidesk.core.workflow.io import dump_workflow, loads_workflow
 from wsidesk.core.workflow.model import Workflow
@@ -139,16 +139,53 @@ class Runner:
         if record.status not in ("running", "interrupted"):
             msg = f"run {run_id} already finished ({record.status}); submit the workflow again instead"
             raise WsideskError(msg)
-        text = (record.run_dir / "workflow.yaml").read_text(encoding="utf-8")
-        # Relative image paths stay relative to the original YAML file.
-        workflow = loads_workflow(text, file=record.source or record.run_dir / "workflow.yaml")
+        workflow = self._run_workflow(record)
         done = [j.job_id for j in self._store.jobs(run_id) if j.state == "succeeded"]
-        for job in self._store.jobs(run_id):
-            if job.state != "succeeded":
-                self._store.set_job_state(run_id, job.job_id, "pending")
-        self._store.set_run_status(run_id, "running", owner_pid=os.getpid())
+        self._reopen(record, [j.job_id for _, j in workflow.jobs() if j.job_id not in done])
         self._start(self._store.get_run(profile, run_id), workflow, done=done, resumed=True)
         return run_id
+
+    def retry_branch(self, run_id: str, branch: str, *, profile: str) -> str:
+        """Run a finished run's branch again from its first unsuccessful job; the rest is kept."""
+        record = self._store.get_run(profile, run_id)
+        with self._lock:
+            if run_id in self._runs:
+                msg = f"run {run_id} is still running; wait for it or cancel it before retrying"
+                raise WsideskError(msg)
+        workflow = self._run_workflow(record)
+        target = next((b for b in workflow.branches if b.name == branch), None)
+        if target is None:
+            msg = f"run {run_id} has no branch {branch!r}"
+            raise WsideskError(msg)
+        states = {j.job_id: j.state for j in self._store.jobs(run_id)}
+        own = {job.job_id for job in target.jobs}
+        retry = [job.job_id for job in target.jobs if states[job.job_id] != "succeeded"]
+        if not retry:
+            msg = f"branch {branch!r} of run {run_id} has nothing to retry: every job succeeded"
+            raise WsideskError(msg)
+        for job in target.jobs:
+            for dep in job.depends_on:
+                if dep not in own and states[dep] != "succeeded":
+                    msg = (f"job {job.job_id} depends on {dep} ({states[dep]}); "
+                           f"retry branch {workflow.branch_of(dep)!r} first")
+                    raise WsideskError(msg)
+        # Only this branch is planned; its cross-branch dependencies already succeeded.
+        jobs = tuple(replace(job, depends_on=tuple(d for d in job.depends_on if d in own)) for job in target.jobs)
+        subset = replace(workflow, branches=(replace(target, jobs=jobs),))
+        self._reopen(record, retry)
+        done = [job_id for job_id in own if job_id not in retry]
+        self._start(self._store.get_run(profile, run_id), subset, done=done, resumed=True)
+        return run_id
+
+    def _run_workflow(self, record: RunRecord) -> Workflow:
+        text = (record.run_dir / "workflow.yaml").read_text(encoding="utf-8")
+        # Relative image paths stay relative to the original YAML file.
+        return loads_workflow(text, file=record.source or record.run_dir / "workflow.yaml")
+
+    def _reopen(self, record: RunRecord, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self._store.set_job_state(record.run_id, job_id, "pending")
+        self._store.set_run_status(record.run_id, "running", owner_pid=os.getpid())
 
     def _start(
         self, record: RunRecord, workflow: Workflow, *, done: Iterable[str], resumed: bool
@@ -160,6 +197,7 @@ class Runner:
                 if job.state == "succeeded":
                     run.outputs[job.job_id] = dict(job.outputs)
             self._runs[record.run_id] = run
+            self._planner.forget(record.run_id)  # a resumed or retried run starts over in the planner
             self._emit(run, "run_submitted", fields={"resumed": resumed, "done": len(run.outputs)})
             self._apply(self._planner.submit(record.run_id, record.profile, workflow, done=done))
             self._dispatch()
@@ -228,6 +266,8 @@ class Runner:
                 inputs={dep: run.outputs.get(dep, {}) for dep in job.depends_on},
                 emit=partial(self._emit_from_job, run, branch, key.job_id),
                 is_cancelled=run.cancel.is_set,
+                checkpoints=StoreCheckpoints(self._store, key.run_id, key.job_id),
+                models_dir=self._store.layout.models_dir,
             )
             self._executor.submit(partial(self._execute, ctx), partial(self._on_done, key))
 
@@ -294,6 +334,12 @@ class Runner:
 
     def _finish(self, run: _ActiveRun, status: str) -> None:
         run_id = run.record.run_id
+        if status in ("succeeded", "failed"):  # a retried branch is only part of its run
+            states = {job.state for job in self._store.jobs(run_id)}
+            if states & {"failed", "skipped"}:
+                status = "failed"
+            elif "cancelled" in states:
+                status = "cancelled"
         self._store.set_run_status(run_id, status, owner_pid=None)
         self._emit(run, "run_finished", fields={"status": status})
         write_json_atomic(run.record.run_dir / "summary.json", self.summary(run.record.profile, run_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from wsidesk.core.slide.demo import DemoGroundTruth, DemoTruth, load_truth, write_demo_slide
 from wsidesk.core.slide.openslide_reader import OpenSlideReader
 from wsidesk.core.slide.reader import (
+    is_slide,
     ArrayReader,
     SlideReader,
     best_level_for_downsample,
@@ -13,6 +14,7 @@ from wsidesk.core.slide.reader import (
 )
 
 __all__ = [
+    "is_slide",
     "ArrayReader",
     "DemoGroundTruth",
     "DemoTruth",

@@ -124,3 +124,13 @@ def open_slide(path: str | Path, *, mpp: float | None = None) -> SlideReader:
     from wsidesk.core.slide.openslide_reader import OpenSlideReader
 
     return OpenSlideReader(Path(path), mpp=mpp)
+
+
+def is_slide(path: str | Path) -> bool:
+    """Whether OpenSlide recognises the file as a slide (reads headers only)."""
+    import openslide
+
+    try:
+        return Path(path).is_file() and openslide.OpenSlide.detect_format(str(path)) is not None
+    except (OSError, openslide.OpenSlideError):
+        return False

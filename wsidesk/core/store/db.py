@@ -311,3 +311,18 @@ def _job_record(row: sqlite3.Row) -> JobRecord:
         error=row["error"],
         outputs=json.loads(row["outputs"] or "{}"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCheckpoints:
+    """TileCheckpoints of one job of one run, kept in the store's `tiles` table."""
+
+    store: Store
+    run_id: str
+    job_id: str
+
+    def load(self) -> dict[int, tuple[str, str | None]]:
+        return self.store.tile_states(self.run_id, self.job_id)
+
+    def save(self, states: Iterable[tuple[int, str, str | None]]) -> None:
+        self.store.set_tile_states(self.run_id, self.job_id, states)

@@ -32,6 +32,10 @@ class DataLayout:
     def database(self) -> Path:
         return self.root / "wsidesk.sqlite3"
 
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
     def profile_dir(self, profile: str) -> Path:
         return self.root / "profiles" / check_profile_name(profile)
 

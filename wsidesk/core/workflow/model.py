@@ -143,7 +143,7 @@ _TILING_PARAMS: dict[str, type | tuple[type, ...]] = {
 }
 PARAM_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "tissue": dict(_TILING_PARAMS),
-    "segment": {**_TILING_PARAMS, "model": str, "batch_size": int, "device": str},
+    "segment": {**_TILING_PARAMS, "model": str, "batch_size": int, "device": str, "precision": str},
     "export": {"format": str},
 }
 

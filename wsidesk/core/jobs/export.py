@@ -1,0 +1,102 @@
+"""The `export` job: results of the jobs it depends on, as GeoJSON (QuPath) or CSV."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from wsidesk.core.errors import JobError
+from wsidesk.core.export.geojson import feature, read_geojson, write_geojson
+from wsidesk.core.export.table import write_csv, write_rows
+from wsidesk.core.jobs.context import JobContext
+from wsidesk.core.tiling.grid import TilePlan
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("geojson", "csv")
+
+
+def run_export_job(ctx: JobContext) -> dict[str, str]:
+    """Job function for type `export`: one file per dependency, `<dep_id>.geojson` or `<dep_id>.csv`."""
+    job_id = ctx.job.job_id
+    fmt = str(ctx.params.get("format") or "geojson").lower()
+    if fmt not in FORMATS:
+        msg = f"job {job_id} (export): unknown format {fmt!r}; use one of {', '.join(FORMATS)}"
+        raise JobError(msg)
+    if not ctx.inputs:
+        msg = f"job {job_id} (export) has nothing to export: add 'depends_on: [<segment or tissue job>]'"
+        raise JobError(msg)
+    out_dir = Path(ctx.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, str] = {}
+    for dep_id, dep_outputs in ctx.inputs.items():
+        ctx.check_cancelled()
+        target = out_dir / f"{dep_id}.{fmt}"
+        try:
+            if dep_outputs.get("cells"):
+                _export_cells(Path(dep_outputs["cells"]), target, fmt=fmt)
+            elif dep_outputs.get("tiles"):
+                _export_tiles(Path(dep_outputs["tiles"]), target, fmt=fmt)
+            else:
+                have = ", ".join(sorted(dep_outputs)) or "no outputs"
+                msg = (
+                    f"job {job_id} (export): dependency {dep_id} has nothing to export ({have}); "
+                    "export needs a segment job (cells) or a tissue job (tiles)"
+                )
+                raise JobError(msg)
+        except (OSError, ValueError) as exc:
+            msg = f"job {job_id} (export): cannot export the results of {dep_id}: {exc}"
+            raise JobError(msg) from exc
+        outputs[dep_id] = str(target)
+        logger.info("exported %s to %s", dep_id, target)
+    return outputs
+
+
+def _export_cells(source: Path, target: Path, *, fmt: str) -> None:
+    cells = read_geojson(source)
+    if fmt == "csv":
+        write_csv(cells, target)
+    else:
+        write_geojson(cells, target, partial=_is_partial(source))
+
+
+def _is_partial(path: Path) -> bool:
+    """Whether a cells.geojson says it is partial; only its first line is read (the header)."""
+    with path.open(encoding="utf-8") as f:
+        return '"partial": true' in f.readline(4096)
+
+
+def _export_tiles(source: Path, target: Path, *, fmt: str) -> None:
+    plan = TilePlan.read_json(source)
+    if fmt == "csv":
+        write_rows(
+            ("index", "row", "col", "x", "y", "w", "h", "state", "tissue"),
+            ((t.index, t.row, t.col, t.x, t.y, t.w, t.h, t.state, round(t.tissue, 4)) for t in plan.tiles),
+            target,
+        )
+        return
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write('{"type": "FeatureCollection", "features": [\n')
+            for i, t in enumerate(plan.tiles):
+                x1, y1 = t.x + t.w, t.y + t.h
+                ring = np.array([[t.x, t.y], [x1, t.y], [x1, y1], [t.x, y1]], dtype=np.float64)
+                doc = feature(
+                    ring,
+                    feature_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"wsidesk:{target.name}/tile/{t.index}")),
+                    object_type="annotation",
+                    measurements={"tissue": t.tissue},
+                    metadata={"tile": str(t.index), "state": t.state},
+                    extra={"name": f"tile {t.index}", "state": t.state, "tissue": t.tissue},
+                )
+                f.write(("," if i else "") + json.dumps(doc, separators=(",", ":")) + "\n")
+            f.write("]}\n")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

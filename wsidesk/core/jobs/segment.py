@@ -1,0 +1,315 @@
+"""The `segment` job: cells of one slide with an InstanSeg model (tiles.json, cells.geojson, cells.csv).
+
+Resumable: every finished batch is appended to `cells.parts.jsonl` (fsynced) and then recorded in the
+job's tile checkpoints, so a rerun after a kill or a cancel only segments the tiles that are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from wsidesk.core.errors import JobCancelled, JobError
+from wsidesk.core.jobs.context import JobContext
+from wsidesk.core.jobs.tissue import plan_from_reader
+from wsidesk.core.slide.reader import SlideReader, open_slide, require_mpp
+from wsidesk.core.tiling.grid import TilePlan
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from wsidesk.core.segment.cells import Cell
+    from wsidesk.core.segment.engine import BatchResult
+    from wsidesk.core.segment.normalise import SlideNormaliser
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "brightfield_nuclei"
+DEFAULT_TILE_SIZE = 512
+DEFAULT_PADDING = 80
+DEFAULT_BATCH_SIZE = 16
+DEFAULT_MIN_TISSUE = 0.0
+MODEL_DIR_ENV = "WSIDESK_MODEL_DIR"
+
+
+def model_dir(out_dir: str | Path) -> Path:
+    """Where models are installed: $WSIDESK_MODEL_DIR, else <data>/models.
+
+    A job's out_dir is <data>/profiles/<profile>/runs/<run_id>/<job_id>.
+    """
+    env = os.environ.get(MODEL_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    parents = Path(out_dir).resolve().parents
+    if len(parents) < 5:  # noqa: PLR2004 - the depth of the data folder layout
+        msg = (
+            f"cannot tell the data folder from the job folder {out_dir}; set {MODEL_DIR_ENV} to the "
+            "folder that holds the models"
+        )
+        raise JobError(msg)
+    return parents[4] / "models"
+
+
+def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one linear recipe
+    """Job function for type `segment`; see the module docstring."""
+    from wsidesk.core.segment.engine import segment_slide
+    from wsidesk.core.segment.merge import CellMerger
+    from wsidesk.core.segment.models import ModelStore, load_model
+    from wsidesk.core.segment.shards import CellShards
+
+    job_id = ctx.job.job_id
+    if ctx.image is None:
+        msg = f"job {job_id} (segment) needs an image: add 'image: <slide path>' to the job"
+        raise JobError(msg)
+    params = ctx.params
+    tile_size = int(_param(params, "tile_size", DEFAULT_TILE_SIZE))
+    padding = int(_param(params, "padding", DEFAULT_PADDING))
+    batch_size = int(_param(params, "batch_size", DEFAULT_BATCH_SIZE))
+    min_tissue = float(_param(params, "min_tissue", DEFAULT_MIN_TISSUE))
+    if tile_size <= 0 or padding < 0 or batch_size <= 0:
+        msg = (
+            f"job {job_id} (segment): tile_size and batch_size must be positive and padding >= 0, "
+            f"got {tile_size}, {batch_size}, {padding}"
+        )
+        raise JobError(msg)
+    ctx.check_cancelled()
+
+    model_name = str(_param(params, "model", DEFAULT_MODEL))
+    try:
+        root = model_dir(ctx.out_dir)
+    except JobError:
+        if not Path(model_name).expanduser().is_file():
+            raise
+        root = Path(model_name).expanduser().parent  # a model given by path needs no data folder
+    model = load_model(ModelStore(root).resolve(model_name), device=str(_param(params, "device", "auto")))
+    target_mpp = float(_param(params, "target_mpp", model.pixel_size))
+    slide_mpp_override = _param(params, "mpp", None)
+    out_dir = Path(ctx.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    reader = open_slide(ctx.image, mpp=slide_mpp_override)
+    try:
+        if reader.mpp is None and slide_mpp_override is None and params.get("target_mpp") is not None:
+            # No pixel size on the slide, but the user named the resolution: take the slide as being at it.
+            logger.warning(
+                "%s does not record its µm/px: treating it as %.4g µm/px (target_mpp)", ctx.image, target_mpp
+            )
+            slide_mpp_override = target_mpp
+            reader.close()
+            reader = open_slide(ctx.image, mpp=slide_mpp_override)
+        require_mpp(reader)  # a clear error before any work
+        plan_params = {
+            "tile_size": tile_size, "padding": padding, "target_mpp": target_mpp,
+            "min_tissue": min_tissue, "mpp": slide_mpp_override,
+        }
+        plan = _plan_from_inputs(ctx, plan_params, require_mpp(reader))
+        if plan is not None:
+            thumbnail, mask = _tissue_thumbnail(reader)
+        else:
+            try:
+                plan, thumbnail, mask = plan_from_reader(reader, plan_params, check_cancelled=ctx.check_cancelled)
+            except ValueError as exc:
+                msg = f"job {job_id} (segment) on {ctx.image}: {exc}"
+                raise JobError(msg) from exc
+            counts = {"total": plan.total, "tissue": plan.tissue, "skipped": plan.skipped}
+            ctx.emit("tiles_planned", counts, {"plan": plan, "mask": mask})  # as the tissue job does
+        from wsidesk.core.segment.normalise import SlideNormaliser
+
+        normaliser = SlideNormaliser.from_thumbnail(thumbnail, mask)
+    finally:
+        reader.close()
+    logger.info(
+        "job %s: %d tissue tiles of %d at %.3f µm/px; model %s on %s; normaliser %s",
+        job_id, plan.tissue, plan.total, target_mpp, model.name, model.device, normaliser,
+    )
+
+    # Resume: tiles the store calls finished AND whose cells are in the shard file are not run again.
+    shards = CellShards(out_dir, header=_shard_header(plan, model_name=str(model.path)))
+    stored = ctx.checkpoints.load()
+    finished = {i for i, (state, _) in stored.items() if state in ("done", "failed")}
+    previous = shards.load(finished)
+    merger = CellMerger()
+    merger.restore(previous.cells)
+    done: set[int] = set(previous.done)
+    failed: dict[int, str] = dict(previous.failed)
+    if previous.batches:
+        logger.info(
+            "job %s resumes: %d tiles done, %d failed, %d cells from the previous run",
+            job_id, len(done), len(failed), len(previous.cells),
+        )
+    emitted = {"batches": 0}
+
+    def on_batch(result: BatchResult) -> None:
+        shards.append(result.tile_indices, result.failed, result.cells)  # durable before the store says so
+        ctx.checkpoints.save(
+            [(i, "done", None) for i in result.tile_indices]
+            + [(i, "failed", reason) for i, reason in result.failed.items()]
+        )
+        done.update(result.tile_indices)
+        failed.update(result.failed)
+        emitted["batches"] += 1
+        ctx.emit(
+            "tile_batch_done",
+            {
+                "done": result.done, "total": result.total, "cells": result.cells_total,
+                "failed": len(failed), "batch_cells": len(result.cells),
+            },
+            result,
+        )
+
+    def write_outputs(*, partial: bool) -> dict[str, str]:
+        return _write_outputs(out_dir, plan, merger.cells(), done, failed, partial=partial)
+
+    mpp_for_reads = slide_mpp_override
+    try:
+        report = segment_slide(
+            lambda: open_slide(ctx.image, mpp=mpp_for_reads),  # type: ignore[arg-type]
+            plan,
+            model,
+            normaliser,
+            batch_size=batch_size,
+            skip=previous.finished,
+            on_batch=on_batch,
+            check_cancelled=ctx.check_cancelled,
+            precision=str(_param(params, "precision", "auto")),
+            merger=merger,
+            cells_before=len(previous.cells),
+        )
+    except JobCancelled:
+        write_outputs(partial=True)
+        logger.info("job %s cancelled: partial results written (%d tiles done)", job_id, len(done))
+        raise
+    finally:
+        shards.close()
+
+    if emitted["batches"] == 0:  # nothing left to run (resumed or no tissue): still report where it stands
+        n_cells = len(merger.cells())
+        ctx.emit(
+            "tile_batch_done",
+            {"done": len(done) + len(failed), "total": plan.tissue, "cells": n_cells, "failed": len(failed),
+             "batch_cells": 0},
+            None,
+        )
+    outputs = write_outputs(partial=False)
+    logger.info("job %s: %s", job_id, report.summary())
+    if failed:
+        logger.warning(
+            "job %s: %d of %d tissue tiles failed, e.g. tile %d: %s",
+            job_id, len(failed), plan.tissue, *next(iter(sorted(failed.items()))),
+        )
+    if plan.tissue and not done and len(failed) >= plan.tissue:
+        index, reason = next(iter(sorted(failed.items())))
+        msg = (
+            f"job {job_id} (segment) on {ctx.image}: all {plan.tissue} tissue tiles failed "
+            f"(tile {index}: {reason}); see {outputs['tiles']}"
+        )
+        raise JobError(msg)
+    return outputs
+
+
+def _param(params: Mapping[str, Any], name: str, default: Any) -> Any:  # noqa: ANN401
+    value = params.get(name)
+    return default if value is None else value
+
+
+def _plan_from_inputs(ctx: JobContext, params: Mapping[str, Any], slide_mpp: float) -> TilePlan | None:
+    """A tissue job's plan from the dependencies, when it was made for the same grid and slide."""
+    for dep, outputs in ctx.inputs.items():
+        path = outputs.get("tiles")
+        if not path:
+            continue
+        try:
+            plan = TilePlan.read_json(path)
+        except (OSError, ValueError) as exc:
+            logger.warning("cannot use the tile plan of job %s (%s): planning again", dep, exc)
+            continue
+        same = (
+            plan.tile_size == params["tile_size"]
+            and plan.padding == params["padding"]
+            and math.isclose(plan.target_mpp, params["target_mpp"], rel_tol=1e-6)
+            and math.isclose(plan.slide_mpp, slide_mpp, rel_tol=1e-6)
+            and math.isclose(plan.min_tissue, params["min_tissue"], abs_tol=1e-9)
+            and Path(plan.slide_path).resolve() == Path(str(ctx.image)).resolve()
+        )
+        if same:
+            logger.info("using the tile plan of job %s (%s)", dep, path)
+            return plan
+        logger.info("tile plan of job %s was made for another grid or slide: planning again", dep)
+    return None
+
+
+def _tissue_thumbnail(reader: SlideReader) -> tuple[np.ndarray, np.ndarray]:
+    """The same thumbnail and tissue mask the tissue job computes (for the slide normaliser)."""
+    from wsidesk.core.tiling.tissue import detect_tissue, mask_thumbnail_size
+
+    thumbnail = reader.thumbnail(mask_thumbnail_size(reader.dimensions, require_mpp(reader)))
+    return thumbnail, detect_tissue(thumbnail)
+
+
+def _shard_header(plan: TilePlan, *, model_name: str) -> dict[str, Any]:
+    return {
+        "slide": plan.slide_path,
+        "tile_size": plan.tile_size,
+        "padding": plan.padding,
+        "downsample": round(plan.downsample, 9),
+        "tiles": plan.total,
+        "model": model_name,
+    }
+
+
+def _write_outputs(
+    out_dir: Path,
+    plan: TilePlan,
+    cells: list[Cell],
+    done: set[int],
+    failed: Mapping[int, str],
+    *,
+    partial: bool,
+) -> dict[str, str]:
+    from wsidesk.core.export.geojson import write_geojson
+    from wsidesk.core.export.table import write_csv
+
+    tiles_path = write_tiles_json(out_dir / "tiles.json", plan, done, failed, partial=partial)
+    geojson = write_geojson(cells, out_dir / "cells.geojson", partial=partial)
+    csv = write_csv(cells, out_dir / "cells.csv")
+    return {"tiles": str(tiles_path), "cells": str(geojson), "cells_csv": str(csv)}
+
+
+def write_tiles_json(
+    path: Path, plan: TilePlan, done: set[int], failed: Mapping[int, str], *, partial: bool = False
+) -> Path:
+    """tiles.json with each tile's final state (done / failed with its reason / skipped / pending)."""
+    tiles = []
+    for t in plan.tiles:
+        if t.index in failed:
+            state = "failed"
+        elif t.index in done:
+            state = "done"
+        elif t.state == "skipped":
+            state = "skipped"
+        else:
+            state = "pending"
+        tiles.append(replace(t, state=state))
+    doc = replace(plan, tiles=tuple(tiles)).to_json()
+    reasons = {int(k): str(v) for k, v in failed.items()}
+    for entry in doc["tiles"]:
+        if entry["index"] in reasons:
+            entry["reason"] = reasons[entry["index"]]
+    doc["done"] = sum(1 for t in tiles if t.state == "done")
+    doc["failed"] = sum(1 for t in tiles if t.state == "failed")
+    doc["partial"] = partial
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(doc, f, separators=(",", ":"))
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,188 @@
+"""Runs of the current profile: progress per run, job and tile; logs; cancel and retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QColor, QBrush
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from wsidesk.core.events import Event
+from wsidesk.gui.dashboard.progress import JobProgress, ProgressBook, RunProgress, format_eta
+
+STATE_COLOURS = {
+    "pending": "#9e9e9e",
+    "running": "#e0a800",
+    "succeeded": "#2e7d32",
+    "failed": "#c62828",
+    "skipped": "#b0b0b0",
+    "cancelled": "#757575",
+    "waiting": "#4fa3e0",
+    "interrupted": "#757575",
+}
+COLUMNS = ("Run / job", "State", "Progress", "Tiles", "Cells", "Rate", "ETA")
+
+
+class RunDashboard(QWidget):
+    """Fed with core events (on the GUI thread); shows only the current profile's runs."""
+
+    cancel_run_requested = Signal(str)
+    cancel_profile_requested = Signal(str)
+    retry_branch_requested = Signal(str, str)  # run_id, branch
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.book = ProgressBook()
+        self._profile = "default"
+        self._run_items: dict[str, QTreeWidgetItem] = {}
+        self._job_items: dict[tuple[str, str], QTreeWidgetItem] = {}
+        self._bars: dict[tuple[str, str], QProgressBar] = {}
+
+        self.profiles_label = QLabel()
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(COLUMNS)
+        self.tree.setColumnWidth(0, 260)
+        self.tree.setColumnWidth(2, 160)
+        self.tree.setUniformRowHeights(True)
+        self.tree.currentItemChanged.connect(self._on_selection_changed)
+        self.log = QPlainTextEdit(readOnly=True)
+        self.log.setPlaceholderText("Select a job to see its log and errors")
+        self.cancel_run_button = QPushButton("Cancel run")
+        self.cancel_profile_button = QPushButton("Cancel all of this profile's work")
+        self.retry_button = QPushButton("Retry branch")
+        self.cancel_run_button.clicked.connect(self._on_cancel_run_clicked)
+        self.cancel_profile_button.clicked.connect(lambda: self.cancel_profile_requested.emit(self._profile))
+        self.retry_button.clicked.connect(self._on_retry_clicked)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.profiles_label, 1)
+        for button in (self.cancel_run_button, self.retry_button, self.cancel_profile_button):
+            buttons.addWidget(button)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.tree)
+        split.addWidget(self.log)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(buttons)
+        layout.addWidget(split, 1)
+        self._update_buttons()
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def set_profile(self, profile: str) -> None:
+        self._profile = profile
+        for run_id, item in self._run_items.items():
+            item.setHidden(self.book.runs[run_id].profile != profile)
+        self._update_buttons()
+
+    def set_profile_slots(self, active: list[str], queued: list[str]) -> None:
+        queue = ", ".join(f"{p} (#{i})" for i, p in enumerate(queued, start=1)) or "none"
+        self.profiles_label.setText(f"Active profiles: {', '.join(active) or 'none'} · Waiting: {queue}")
+
+    @Slot(object)
+    def on_event(self, event: Event) -> None:
+        run = self.book.apply(event)
+        self._show_run(run)
+        if event.job_id is not None:
+            self._show_job(run, run.jobs[event.job_id])
+            if self._selected() == (run.run_id, event.job_id):
+                self._show_log(run.jobs[event.job_id])
+
+    # -- rendering ------------------------------------------------------------------------------
+    def _show_run(self, run: RunProgress) -> None:
+        item = self._run_items.get(run.run_id)
+        if item is None:
+            item = QTreeWidgetItem(self.tree)
+            item.setData(0, Qt.ItemDataRole.UserRole, (run.run_id, None))
+            item.setExpanded(True)
+            self._run_items[run.run_id] = item
+            item.setHidden(run.profile != self._profile)
+        item.setText(0, f"{run.workflow}  [{run.run_id}]")
+        state = run.status if run.queue_position is None else f"waiting (#{run.queue_position})"
+        _set_state(item, state, run.status)
+        item.setText(3, f"{run.done_jobs}/{len(run.jobs)} jobs")
+        self._update_buttons()
+
+    def _show_job(self, run: RunProgress, job: JobProgress) -> None:
+        key = (run.run_id, job.job_id)
+        item = self._job_items.get(key)
+        if item is None:
+            item = QTreeWidgetItem(self._run_items[run.run_id])
+            item.setData(0, Qt.ItemDataRole.UserRole, key)
+            self._job_items[key] = item
+            bar = QProgressBar()
+            bar.setTextVisible(True)
+            bar.setMaximumHeight(16)
+            self._bars[key] = bar
+            self.tree.setItemWidget(item, 2, bar)
+        item.setText(0, f"{job.branch} / {job.job_id}")
+        _set_state(item, job.state, job.state)
+        bar = self._bars[key]
+        bar.setMaximum(max(job.tiles_total, 1))
+        bar.setValue(job.tiles_total if job.state == "succeeded" and job.tiles_total else job.tiles_done)
+        item.setText(3, f"{job.tiles_done}/{job.tiles_total}" if job.tiles_total else "")
+        item.setText(4, f"{job.cells:,}" if job.cells else "")
+        item.setText(5, f"{job.rate:.1f} tiles/s" if job.state == "running" and job.rate else "")
+        item.setText(6, format_eta(job.eta) if job.state == "running" else "")
+
+    def _show_log(self, job: JobProgress) -> None:
+        self.log.setPlainText("\n".join(job.log))
+
+    # -- selection and controls -------------------------------------------------------------------
+    def _selected(self) -> tuple[str, str | None] | None:
+        item = self.tree.currentItem()
+        return item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def select(self, run_id: str, job_id: str | None = None) -> None:
+        item = self._run_items[run_id] if job_id is None else self._job_items[(run_id, job_id)]
+        self.tree.setCurrentItem(item)
+
+    @Slot()
+    def _on_selection_changed(self, *_: Any) -> None:
+        selected = self._selected()
+        if selected and selected[1] is not None:
+            self._show_log(self.book.runs[selected[0]].jobs[selected[1]])
+        else:
+            self.log.clear()
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        selected = self._selected()
+        run = self.book.runs.get(selected[0]) if selected else None
+        job = run.jobs.get(selected[1]) if run and selected[1] else None
+        self.cancel_run_button.setEnabled(bool(run and run.status in ("running", "waiting")))
+        self.retry_button.setEnabled(
+            bool(run and job and run.status in ("failed", "cancelled") and job.state != "succeeded")
+        )
+        self.cancel_profile_button.setEnabled(
+            any(r.profile == self._profile and r.status in ("running", "waiting") for r in self.book.runs.values())
+        )
+
+    @Slot()
+    def _on_cancel_run_clicked(self) -> None:
+        if selected := self._selected():
+            self.cancel_run_requested.emit(selected[0])
+
+    @Slot()
+    def _on_retry_clicked(self) -> None:
+        selected = self._selected()
+        if selected and selected[1]:
+            self.retry_branch_requested.emit(selected[0], self.book.runs[selected[0]].jobs[selected[1]].branch)
+
+
+def _set_state(item: QTreeWidgetItem, text: str, state: str) -> None:
+    item.setText(1, text)
+    item.setForeground(1, QBrush(QColor(STATE_COLOURS.get(state, "#000000"))))

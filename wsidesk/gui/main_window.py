@@ -1,0 +1,479 @@
+"""Main window: library (left), viewer and graph editor (centre), layers (right), dashboard (bottom)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QWidget,
+)
+
+from wsidesk.core.errors import WsideskError
+from wsidesk.core.events import Event
+from wsidesk.core.scheduler.runner import Runner
+from wsidesk.core.slide import is_slide
+from wsidesk.core.store import Store
+from wsidesk.core.workflow.model import Branch, Job, Workflow
+from wsidesk.gui.bridges import EventBridge, QtExecutor
+from wsidesk.gui.dashboard import RunDashboard, StatsPanel
+from wsidesk.gui.graph_editor import GraphEditor
+from wsidesk.gui.panels import LayersPanel, LibraryPanel
+from wsidesk.gui.profiles import ProfileSwitcher
+from wsidesk.gui.viewer import SlideView
+
+logger = logging.getLogger(__name__)
+
+SLIDE_FILTER = "Slides (*.svs *.ndpi *.mrxs *.tif *.tiff *.scn *.vms *.vmu *.bif *.svslide *.dcm);;All files (*)"
+WORKFLOW_FILTER = "Workflows (*.yaml *.yml)"
+WORKFLOW_SUFFIXES = (".yaml", ".yml")
+MAX_RECENT = 10
+# Event name -> graph-editor node state.
+NODE_STATES = {
+    "job_started": "running",
+    "job_succeeded": "succeeded",
+    "job_failed": "failed",
+    "job_skipped": "skipped",
+    "job_cancelled": "cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the window works with; built by wsidesk.app."""
+
+    store: Store
+    runner: Runner
+    executor: QtExecutor
+    bridge: EventBridge
+    settings: QSettings
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, services: Services, *, profile: str) -> None:
+        super().__init__()
+        self.services = services
+        self.store, self.runner, self.settings = services.store, services.runner, services.settings
+        self._run_workflows: dict[str, Workflow] = {}  # run_id -> workflow, to place events on slides
+        self._editor_run: str | None = None
+        self.setWindowTitle("wsidesk")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+
+        self.viewer = SlideView()
+        self.editor = GraphEditor()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.viewer, "Slide")
+        self.tabs.addTab(self.editor, "Workflow")
+        self.setCentralWidget(self.tabs)
+
+        self.library = LibraryPanel()
+        self.layers = LayersPanel(self.viewer)
+        self.dashboard = RunDashboard()
+        self.stats = StatsPanel(self.runner.snapshot, lambda: self.dashboard.book.tiles_done_total)
+        bottom = QTabWidget()
+        bottom.addTab(self.dashboard, "Runs")
+        bottom.addTab(self.stats, "Scheduler statistics")
+        docks = [
+            self._dock("Library", self.library, Qt.DockWidgetArea.LeftDockWidgetArea),
+            self._dock("Layers", self.layers, Qt.DockWidgetArea.RightDockWidgetArea),
+            self._dock("Runs", bottom, Qt.DockWidgetArea.BottomDockWidgetArea),
+        ]
+        # The slide gets the room; side panels start narrow and the dashboard short.
+        self.resizeDocks(docks[:2], [250, 250], Qt.Orientation.Horizontal)
+        self.resizeDocks(docks[2:], [260], Qt.Orientation.Vertical)
+
+        self.profiles = ProfileSwitcher(self.store, profile)
+        self._build_actions()
+        self._build_status_bar()
+        self._wire()
+        self._restore_window_state()
+        self._on_profile_changed(profile)
+
+    # -- construction -------------------------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot: Any, shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        return action
+
+    def _build_actions(self) -> None:
+        self.open_slide_action = self._action("Open slide…", self._on_open_slide, QKeySequence.StandardKey.Open)
+        self.open_workflow_action = self._action("Open workflow…", self._on_open_workflow, "Ctrl+Shift+O")
+        self.save_action = self._action("Save workflow", self._on_save, QKeySequence.StandardKey.Save)
+        self.save_as_action = self._action("Save workflow as…", self._on_save_as, QKeySequence.StandardKey.SaveAs)
+        self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.run_action = self._action("Run workflow", self.editor.request_run, "Ctrl+R", "Submit the edited workflow")
+        self.segment_action = self._action(
+            "Segment this slide", self._on_segment_slide, "Ctrl+Shift+R", "Segment cells on the open slide"
+        )
+        self.cancel_action = self._action(
+            "Cancel this profile's work", lambda: self.runner.cancel_profile(self.profiles.current), "Ctrl+."
+        )
+        self.zoom_in_action = self._action("Zoom in", self.viewer.zoom_in, QKeySequence.StandardKey.ZoomIn)
+        self.zoom_out_action = self._action("Zoom out", self.viewer.zoom_out, QKeySequence.StandardKey.ZoomOut)
+        self.fit_action = self._action("Zoom to fit", self.viewer.zoom_to_fit, "Ctrl+0")
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        file_menu.addActions([self.open_slide_action, self.open_workflow_action])
+        self.recent_menu = file_menu.addMenu("Open recent")
+        file_menu.addSeparator()
+        file_menu.addActions([self.save_action, self.save_as_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        view_menu = menu.addMenu("&View")
+        view_menu.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
+        view_menu.addSeparator()
+        for dock in self.findChildren(QDockWidget):
+            view_menu.addAction(dock.toggleViewAction())
+        run_menu = menu.addMenu("&Run")
+        run_menu.addActions([self.run_action, self.segment_action, self.cancel_action])
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("toolbar_main")
+        toolbar.addActions([self.open_slide_action, self.open_workflow_action, self.save_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.run_action, self.segment_action, self.cancel_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
+        toolbar.addSeparator()
+        toolbar.addWidget(self.profiles)
+
+    def _build_status_bar(self) -> None:
+        self.mpp_label, self.zoom_label, self.cursor_label = QLabel(), QLabel(), QLabel()
+        for label in (self.cursor_label, self.zoom_label, self.mpp_label):
+            self.statusBar().addPermanentWidget(label)
+
+    def _wire(self) -> None:
+        self.services.bridge.event_received.connect(self._on_core_event)
+        self.viewer.files_dropped.connect(self.open_paths)
+        self.viewer.cursor_moved.connect(lambda x, y: self.cursor_label.setText(f"x {x:,.0f}  y {y:,.0f} px"))
+        self.viewer.zoom_changed.connect(self._on_zoom_changed)
+        self.viewer.slide_opened.connect(self._on_slide_opened)
+        self.viewer.tile_failed.connect(lambda message: self.statusBar().showMessage(message, 5000))
+        self.library.slide_activated.connect(self.open_slide)
+        self.library.result_activated.connect(self.show_result)
+        self.library.add_requested.connect(self._on_open_slide)
+        self.profiles.profile_changed.connect(self._on_profile_changed)
+        self.editor.run_requested.connect(self.submit_workflow)
+        self.editor.run_refused.connect(lambda why: self.statusBar().showMessage(why, 8000))
+        self.editor.path_changed.connect(lambda path: self._remember_recent(path))
+        self.editor.modified_changed.connect(lambda _: self._update_title())
+        self.dashboard.cancel_run_requested.connect(self.runner.cancel_run)
+        self.dashboard.cancel_profile_requested.connect(self.runner.cancel_profile)
+        self.dashboard.retry_branch_requested.connect(self._on_retry_branch)
+        self._slots_timer = QTimer(self, interval=1000, timeout=self._refresh_profile_slots)
+        self._slots_timer.start()
+
+    # -- opening files --------------------------------------------------------------------------------
+    @Slot(list)
+    def open_paths(self, paths: list[str]) -> None:
+        """Slides join the profile's library (the first one opens); a workflow opens in the editor."""
+        slides = [p for p in paths if Path(p).suffix.lower() not in WORKFLOW_SUFFIXES and is_slide(p)]
+        workflows = [p for p in paths if Path(p).suffix.lower() in WORKFLOW_SUFFIXES]
+        rejected = [p for p in paths if p not in slides and p not in workflows]
+        for path in slides:
+            self.store.add_slide(self.profiles.current, Path(path).resolve())
+        if slides:
+            self._reload_library()
+            self.open_slide(str(Path(slides[0]).resolve()))
+        if workflows:
+            self.open_workflow(workflows[0])
+        if rejected:
+            names = ", ".join(Path(p).name for p in rejected)
+            QMessageBox.information(
+                self, "Not opened",
+                f"{names}: not a slide OpenSlide can read, nor a workflow (.yaml). Nothing was changed.",
+            )
+
+    def open_slide(self, path: str) -> None:
+        try:
+            self.viewer.open_slide(path)
+        except WsideskError as exc:
+            QMessageBox.warning(self, "Cannot open slide", str(exc))
+            return
+        self.tabs.setCurrentWidget(self.viewer)
+        self._remember_recent(path)
+
+    def open_workflow(self, path: str) -> None:
+        try:
+            self.editor.load_workflow(path)
+        except WsideskError as exc:
+            QMessageBox.warning(self, "Cannot open workflow", str(exc))
+            return
+        self.tabs.setCurrentWidget(self.editor)
+        self._remember_recent(path)
+
+    def show_result(self, cells_path: str) -> None:
+        """Show a finished segmentation (cells.geojson, and its tiles.json) on the open slide."""
+        from wsidesk.core.export.geojson import read_geojson
+        from wsidesk.core.tiling.grid import TilePlan
+
+        try:
+            cells = read_geojson(Path(cells_path))
+        except (WsideskError, OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Cannot show result", f"{cells_path}: {exc}")
+            return
+        tiles = Path(cells_path).with_name("tiles.json")
+        if tiles.exists():
+            plan = TilePlan.read_json(tiles)
+            self.viewer.tile_overlay.set_plan(plan)
+        self.viewer.cell_overlay.clear()
+        self.viewer.cell_overlay.add_cells(cells)
+        self.statusBar().showMessage(f"{len(cells):,} cells from {cells_path}", 8000)
+
+    @Slot()
+    def _on_open_slide(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open slides", self._last_dir(), SLIDE_FILTER)
+        if paths:
+            self.open_paths(paths)
+
+    @Slot()
+    def _on_open_workflow(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open workflow", str(self._workflows_dir()), WORKFLOW_FILTER)
+        if path:
+            self.open_workflow(path)
+
+    @Slot()
+    def _on_save(self) -> None:
+        if self.editor.path is None:
+            self._on_save_as()
+            return
+        self._save_to(None)
+
+    @Slot()
+    def _on_save_as(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save workflow", str(self._workflows_dir()), WORKFLOW_FILTER)
+        if path:
+            self._save_to(path)
+
+    def _save_to(self, path: str | None) -> None:
+        try:
+            saved = self.editor.save(path)
+        except WsideskError as exc:
+            QMessageBox.warning(self, "Cannot save workflow", str(exc))
+            return
+        self.statusBar().showMessage(f"saved {saved}", 5000)
+
+    # -- running ----------------------------------------------------------------------------------------
+    @Slot(object)
+    def submit_workflow(self, workflow: Workflow) -> str | None:
+        source = Path(self.editor.path) if self.editor.path and not self.editor.is_modified else None
+        try:
+            run_id = self.runner.submit(workflow, profile=self.profiles.current, source=source)
+        except WsideskError as exc:
+            QMessageBox.warning(self, "Cannot run workflow", str(exc))
+            return None
+        self._run_workflows[run_id] = workflow
+        self._editor_run = run_id
+        self.editor.clear_job_states()
+        self.statusBar().showMessage(f"run {run_id} submitted", 5000)
+        return run_id
+
+    @Slot()
+    def _on_segment_slide(self) -> str | None:
+        path = self.viewer.slide_path
+        if path is None:
+            self.statusBar().showMessage("open a slide first", 5000)
+            return None
+        workflow = Workflow(
+            name=f"Segment {Path(path).name}",
+            branches=(Branch("segment", (Job("segment", "segment", path),)),),
+        )
+        try:
+            run_id = self.runner.submit(workflow, profile=self.profiles.current)
+        except WsideskError as exc:
+            QMessageBox.warning(self, "Cannot segment", str(exc))
+            return None
+        self._run_workflows[run_id] = workflow
+        return run_id
+
+    @Slot(str, str)
+    def _on_retry_branch(self, run_id: str, branch: str) -> None:
+        try:
+            self.runner.retry_branch(run_id, branch, profile=self.profiles.current)
+        except WsideskError as exc:
+            QMessageBox.warning(self, "Cannot retry", str(exc))
+
+    # -- live events ------------------------------------------------------------------------------------
+    @Slot(object)
+    def _on_core_event(self, event: Event) -> None:
+        self.dashboard.on_event(event)
+        if event.run_id == self._editor_run and event.job_id and event.event in NODE_STATES:
+            self.editor.set_job_states({event.job_id: NODE_STATES[event.event]})
+        if event.event in ("profile_queued", "profile_activated", "profile_released"):
+            self._refresh_profile_slots()
+        if event.event == "run_finished":
+            self._reload_results()
+        if not self._on_open_slide_job(event):
+            return
+        payload = event.payload
+        if event.event == "job_started" and self._job_type(event) == "segment":
+            self.viewer.cell_overlay.clear()
+        elif event.event == "tiles_planned" and payload is not None:
+            self.viewer.tile_overlay.set_plan(payload.get("plan"))
+            if payload.get("mask") is not None:
+                self.viewer.tissue_overlay.set_mask(payload["mask"])
+        elif event.event == "tile_batch_done" and payload is not None:  # a BatchResult
+            self.viewer.cell_overlay.add_cells(payload.cells)
+            states = {i: "done" for i in payload.tile_indices}
+            states.update({i: "failed" for i in payload.failed})
+            self.viewer.tile_overlay.set_tile_states(states)
+
+    def _job_type(self, event: Event) -> str | None:
+        workflow = self._run_workflows.get(event.run_id)
+        return workflow.job(event.job_id).type if workflow and event.job_id else None
+
+    def _on_open_slide_job(self, event: Event) -> bool:
+        """Whether the event is about a job on the slide shown in the viewer."""
+        workflow = self._run_workflows.get(event.run_id)
+        if workflow is None or event.job_id is None or self.viewer.slide_path is None:
+            return False
+        image = workflow.image_path(workflow.job(event.job_id))
+        return image is not None and image.resolve() == Path(self.viewer.slide_path).resolve()
+
+    @Slot()
+    def _refresh_profile_slots(self) -> None:
+        snapshot = self.runner.snapshot()
+        self.dashboard.set_profile_slots(snapshot["active_profiles"], snapshot["queued_profiles"])
+
+    # -- profiles, library, results ---------------------------------------------------------------------
+    @Slot(str)
+    def _on_profile_changed(self, profile: str) -> None:
+        self.settings.setValue("last_profile", profile)
+        self.dashboard.set_profile(profile)
+        self._reload_library()
+        self._reload_recent_menu()
+        self._update_title()
+
+    def _reload_library(self) -> None:
+        self.library.set_slides(self.store.slides(self.profiles.current), current=self.viewer.slide_path)
+        self._reload_results()
+
+    def _reload_results(self) -> None:
+        """Finished segmentations of the open slide in this profile's runs, newest first."""
+        slide = self.viewer.slide_path
+        results: list[tuple[str, str]] = []
+        if slide is not None:
+            for record in reversed(self.store.list_runs(self.profiles.current)):
+                for job in self.store.jobs(record.run_id):
+                    cells = job.outputs.get("cells")
+                    if cells and Path(cells).exists() and _same_slide(record.run_dir, job.job_id, slide):
+                        results.append((f"{record.workflow} · {job.job_id} · {record.run_id}", cells))
+        self.library.set_results(results)
+
+    @Slot(str)
+    def _on_slide_opened(self, path: str) -> None:
+        reader = self.viewer.reader
+        mpp = getattr(reader, "mpp", None)
+        self.mpp_label.setText(f"{mpp:.3f} µm/px" if mpp else "µm/px unknown")
+        self._reload_library()
+        self._update_title()
+
+    @Slot(float)
+    def _on_zoom_changed(self, scale: float) -> None:
+        self.zoom_label.setText(f"zoom {scale * 100:.1f}%")
+
+    def _update_title(self) -> None:
+        parts = ["wsidesk", f"[{self.profiles.current}]"]
+        if self.viewer.slide_path:
+            parts.append(Path(self.viewer.slide_path).name)
+        if self.editor.path:
+            parts.append(Path(self.editor.path).name + (" *" if self.editor.is_modified else ""))
+        self.setWindowTitle(" — ".join(parts))
+
+    # -- settings ---------------------------------------------------------------------------------------
+    def _workflows_dir(self) -> Path:
+        folder = self.store.layout.profile_dir(self.profiles.current) / "workflows"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _last_dir(self) -> str:
+        recent = self._recent()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def _recent_key(self) -> str:
+        return f"recent/{self.profiles.current}"
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value(self._recent_key(), [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _remember_recent(self, path: str) -> None:
+        path = str(Path(path).resolve())
+        recent = [path] + [p for p in self._recent() if p != path]
+        self.settings.setValue(self._recent_key(), recent[:MAX_RECENT])
+        self._reload_recent_menu()
+        self._update_title()
+
+    def _reload_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self._recent():
+            self.recent_menu.addAction(Path(path).name, lambda p=path: self.open_paths([p]))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def _restore_window_state(self) -> None:
+        if geometry := self.settings.value("window/geometry"):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 950)
+        if state := self.settings.value("window/state"):
+            self.restoreState(state)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self.editor.is_modified:
+            answer = QMessageBox.question(
+                self, "Unsaved workflow", "The workflow has unsaved changes. Quit anyway?"
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self._slots_timer.stop()
+        self.stats.stop()
+        self.viewer.shutdown()
+        super().closeEvent(event)
+
+    # -- drag and drop on the whole window ---------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+
+def _same_slide(run_dir: Path, job_id: str, slide: str) -> bool:
+    """Whether a job's tiles.json was planned on `slide`."""
+    import json
+
+    tiles = run_dir / job_id / "tiles.json"
+    try:
+        recorded = json.loads(tiles.read_text(encoding="utf-8"))["slide"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return Path(recorded).resolve() == Path(slide).resolve()
