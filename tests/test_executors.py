@@ -116,3 +116,21 @@ def test_qt_executor_delivers_done_on_gui_thread(qtbot):
     qtbot.waitUntil(lambda: bool(seen))
     ex.shutdown()
     assert seen == [gui]
+
+
+def test_done_is_never_called_from_inside_submit(make_executor):
+    """The runner submits under its lock; an inline completion would re-enter dispatch."""
+    ex, wait = make_executor(2)
+    inside = threading.local()
+    calls = []
+
+    def done(result, error):
+        calls.append(getattr(inside, "submitting", False))
+
+    for _ in range(200):
+        inside.submitting = True
+        ex.submit(int, done)
+        time.sleep(0.0005)
+        inside.submitting = False
+    wait(lambda: len(calls) == 200)
+    assert not any(calls)

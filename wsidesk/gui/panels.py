@@ -83,7 +83,7 @@ class LayersPanel(QWidget):
         form.setContentsMargins(6, 6, 6, 6)
         self.visible: dict[str, QCheckBox] = {}
         self.opacity: dict[str, QSlider] = {}
-        for name, label, opacity in (("tissue", "Tissue mask", 60), ("tiles", "Tile grid", 80), ("cells", "Cells", 90)):
+        for name, label, opacity in (("tissue", "Tissue mask", 35), ("tiles", "Tile grid", 80), ("cells", "Cells", 90)):
             box = QCheckBox(label, checked=True)
             slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=opacity)
             box.toggled.connect(lambda on, n=name: self._view.overlays[n].setVisible(on))

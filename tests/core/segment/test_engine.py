@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -561,10 +561,14 @@ def test_model_dir_comes_from_the_environment_or_the_data_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(segment_job.MODEL_DIR_ENV, raising=False)
-    out = tmp_path / "data" / "profiles" / "p" / "runs" / "r1" / "job"
-    assert segment_job.model_dir(out) == (tmp_path / "data" / "models").resolve()
+    monkeypatch.setenv("WSIDESK_DATA_DIR", str(tmp_path / "default"))
+    job = Job("seg", "segment", "x.svs")
+    ctx = JobContext(run_id="r", profile="p", workflow=Workflow("w", (Branch("b", (job,)),)), branch="b",
+                     job=job, params={}, image=None, out_dir=tmp_path / "out", models_dir=tmp_path / "data" / "models")
+    assert segment_job.model_dir(ctx) == tmp_path / "data" / "models"
+    assert segment_job.model_dir(replace(ctx, models_dir=None)) == tmp_path / "default" / "models"
     monkeypatch.setenv(segment_job.MODEL_DIR_ENV, str(tmp_path / "m"))
-    assert segment_job.model_dir(out) == tmp_path / "m"
+    assert segment_job.model_dir(ctx) == tmp_path / "m"
 
 
 # -- end to end with the bundled test model ------------------------------------------------------------

@@ -97,3 +97,35 @@ def test_tissue_run_from_the_gui_paints_plan_and_colours_nodes(qtbot, window, sl
     assert window.viewer.tissue_overlay.mask is not None
     assert window.dashboard.book.runs[run_id].jobs["t"].state == "succeeded"
     assert window.editor.node_item("t").state == "succeeded"
+
+
+def test_segment_run_paints_cells_live_before_the_job_finishes(qtbot, window, tmp_path):
+    from wsidesk.core.slide.demo import write_demo_slide
+
+    slide = write_demo_slide(tmp_path / "small.svs", width=1536, height=1024, seed=3).path
+    window.open_paths([str(slide)])
+    window.editor.new_workflow(name="live cells")
+    window.editor.add_job("segment", job_id="cells", image=str(slide))
+    for name, value in {"model": "wsidesk_test_nuclei", "tile_size": 256, "padding": 32, "batch_size": 2}.items():
+        window.editor.set_job_param("cells", name, value)
+    seen: list[tuple[int, str]] = []  # (cells on screen, job state) as each batch arrives
+
+    def record(event):
+        if event.event == "tile_batch_done" and event.payload is not None:
+            seen.append((window.viewer.cell_overlay.cell_count, window.dashboard.book.runs[event.run_id].jobs["cells"].state))
+
+    window.services.bridge.event_received.connect(record)  # after the window's own handler
+    run_id = window.submit_workflow(window.editor.to_workflow())
+    qtbot.waitUntil(lambda: window.runner.run_status(run_id) is not None, timeout=300_000)
+    assert window.runner.run_status(run_id) == "succeeded"
+    assert len(seen) > 2
+    assert any(cells > 0 and state == "running" for cells, state in seen), "cells appear while the job runs"
+    counts = [cells for cells, _ in seen]
+    assert counts == sorted(counts)
+    plan = window.viewer.tile_overlay.plan
+    assert window.viewer.tile_overlay.state_counts().get("done", 0) == plan.tissue
+    # The finished result is listed for the open slide and can be shown again from disk.
+    qtbot.waitUntil(lambda: window.library.results.count() == 1, timeout=5_000)
+    window.viewer.cell_overlay.clear()
+    window.show_result(window.library.results.item(0).data(Qt.ItemDataRole.UserRole))
+    assert window.viewer.cell_overlay.cell_count == counts[-1]

@@ -38,22 +38,15 @@ DEFAULT_MIN_TISSUE = 0.0
 MODEL_DIR_ENV = "WSIDESK_MODEL_DIR"
 
 
-def model_dir(out_dir: str | Path) -> Path:
-    """Where models are installed: $WSIDESK_MODEL_DIR, else <data>/models.
-
-    A job's out_dir is <data>/profiles/<profile>/runs/<run_id>/<job_id>.
-    """
-    env = os.environ.get(MODEL_DIR_ENV)
-    if env:
+def model_dir(ctx: JobContext) -> Path:
+    """Where named models are installed: $WSIDESK_MODEL_DIR, else the run's <data>/models."""
+    if env := os.environ.get(MODEL_DIR_ENV):
         return Path(env).expanduser()
-    parents = Path(out_dir).resolve().parents
-    if len(parents) < 5:  # noqa: PLR2004 - the depth of the data folder layout
-        msg = (
-            f"cannot tell the data folder from the job folder {out_dir}; set {MODEL_DIR_ENV} to the "
-            "folder that holds the models"
-        )
-        raise JobError(msg)
-    return parents[4] / "models"
+    if ctx.models_dir is not None:
+        return ctx.models_dir
+    from wsidesk.core.store.paths import default_data_dir
+
+    return default_data_dir() / "models"
 
 
 def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one linear recipe
@@ -81,13 +74,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     ctx.check_cancelled()
 
     model_name = str(_param(params, "model", DEFAULT_MODEL))
-    try:
-        root = model_dir(ctx.out_dir)
-    except JobError:
-        if not Path(model_name).expanduser().is_file():
-            raise
-        root = Path(model_name).expanduser().parent  # a model given by path needs no data folder
-    model = load_model(ModelStore(root).resolve(model_name), device=str(_param(params, "device", "auto")))
+    model = load_model(ModelStore(model_dir(ctx)).resolve(model_name), device=str(_param(params, "device", "auto")))
     target_mpp = float(_param(params, "target_mpp", model.pixel_size))
     slide_mpp_override = _param(params, "mpp", None)
     out_dir = Path(ctx.out_dir)

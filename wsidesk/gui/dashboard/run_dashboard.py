@@ -133,7 +133,10 @@ class RunDashboard(QWidget):
         bar = self._bars[key]
         bar.setMaximum(max(job.tiles_total, 1))
         bar.setValue(job.tiles_total if job.state == "succeeded" and job.tiles_total else job.tiles_done)
-        item.setText(3, f"{job.tiles_done}/{job.tiles_total}" if job.tiles_total else "")
+        if job.tiles_done or job.tile_times:  # a segmentation streaming batches
+            item.setText(3, f"{job.tiles_done}/{job.tiles_total}")
+        else:  # planned only (a tissue job) or not started
+            item.setText(3, f"{job.tiles_total} planned" if job.tiles_total else "")
         item.setText(4, f"{job.cells:,}" if job.cells else "")
         item.setText(5, f"{job.rate:.1f} tiles/s" if job.state == "running" and job.rate else "")
         item.setText(6, format_eta(job.eta) if job.state == "running" else "")

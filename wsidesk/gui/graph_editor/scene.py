@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QWheelEvent
+from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QShowEvent, QWheelEvent
 from PySide6.QtWidgets import (
     QGraphicsPathItem,
     QGraphicsScene,
@@ -250,6 +250,7 @@ class GraphView(QGraphicsView):
 
     def __init__(self, scene: WorkflowScene, parent: QWidget | None = None) -> None:
         super().__init__(scene, parent)
+        self._fit_pending = False  # a fit asked for while hidden happens when first shown
         self.setRenderHints(QPainter.RenderHint.Antialiasing
                             | QPainter.RenderHint.TextAntialiasing)
         self.setDragMode(QGraphicsView.DragMode.RubberBandDrag)
@@ -272,8 +273,16 @@ class GraphView(QGraphicsView):
         factor = target / self.zoom()
         self.scale(factor, factor)
 
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._fit_pending:
+            self.fit()
+
     def fit(self) -> None:
         """Show the whole workflow, never magnified past 100 %."""
+        self._fit_pending = not self.isVisible()  # a hidden view has no size to fit into
+        if self._fit_pending:
+            return
         lanes = self.workflow_scene().lanes
         if not lanes:
             return
