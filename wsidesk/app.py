@@ -52,6 +52,29 @@ def default_model(data_dir: Path) -> str:
     return "brightfield_nuclei" if "brightfield_nuclei" in installed else "wsidesk_test_nuclei"
 
 
+def warm_up_imports() -> None:
+    """Import the segmentation stack on a background thread at start-up.
+
+    Importing torch takes seconds and holds the GIL in long stretches: done inside the first job,
+    it would freeze the GUI thread mid-run instead of at start-up.
+    """
+    import threading
+
+    def _import() -> None:
+        try:
+            import wsidesk.core.jobs.segment  # noqa: F401
+            import wsidesk.core.segment.engine  # noqa: F401
+            import wsidesk.core.segment.extract  # noqa: F401
+            import torch
+
+            # Leave a core to the GUI thread: with every core busy in inference, repaints stall.
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+        except ImportError:  # segmentation is optional; its jobs report the missing package
+            logger.debug("segmentation stack not importable", exc_info=True)
+
+    threading.Thread(target=_import, name="wsidesk-warm-up", daemon=True).start()
+
+
 def build_main_window(
     data_dir: Path, *, profile: str | None = None, workers: int = 2, max_active_profiles: int = 3
 ):  # noqa: ANN201 - Qt types stay out of this module's import time
@@ -87,6 +110,7 @@ def run_gui(
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("wsidesk")
     app.setOrganizationName("wsidesk")
+    warm_up_imports()
     window = build_main_window(data_dir, profile=profile, workers=workers, max_active_profiles=max_active_profiles)
     files = [str(p) for p in paths]
     if not files and not window.store.slides(window.profiles.current):

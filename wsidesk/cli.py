@@ -315,9 +315,9 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from wsidesk.core.segment.models import ModelStore
+    from wsidesk.core.segment.models import ModelStore, models_root
 
-    store = ModelStore(_data_dir(args) / "models")
+    store = ModelStore(models_root(_data_dir(args) / "models"))
     if args.action == "install":
         if not _need_name(args):
             return EXIT_INVALID

@@ -199,7 +199,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any
 
     monkeypatch.setattr(models_module, "ModelStore", Store, raising=False)
     monkeypatch.setattr(models_module, "load_model", load, raising=False)
-    monkeypatch.setenv(segment_job.MODEL_DIR_ENV, str(tmp_path / "models"))
+    monkeypatch.setenv(models_module.MODEL_DIR_ENV, str(tmp_path / "models"))
     return holder
 
 
@@ -560,14 +560,14 @@ def test_segment_job_fails_only_when_every_tissue_tile_failed(
 def test_model_dir_comes_from_the_environment_or_the_data_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(segment_job.MODEL_DIR_ENV, raising=False)
+    monkeypatch.delenv(models_module.MODEL_DIR_ENV, raising=False)
     monkeypatch.setenv("WSIDESK_DATA_DIR", str(tmp_path / "default"))
     job = Job("seg", "segment", "x.svs")
     ctx = JobContext(run_id="r", profile="p", workflow=Workflow("w", (Branch("b", (job,)),)), branch="b",
                      job=job, params={}, image=None, out_dir=tmp_path / "out", models_dir=tmp_path / "data" / "models")
     assert segment_job.model_dir(ctx) == tmp_path / "data" / "models"
     assert segment_job.model_dir(replace(ctx, models_dir=None)) == tmp_path / "default" / "models"
-    monkeypatch.setenv(segment_job.MODEL_DIR_ENV, str(tmp_path / "m"))
+    monkeypatch.setenv(models_module.MODEL_DIR_ENV, str(tmp_path / "m"))
     assert segment_job.model_dir(ctx) == tmp_path / "m"
 
 

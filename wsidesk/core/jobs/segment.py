@@ -35,18 +35,14 @@ DEFAULT_TILE_SIZE = 512
 DEFAULT_PADDING = 80
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MIN_TISSUE = 0.0
-MODEL_DIR_ENV = "WSIDESK_MODEL_DIR"
 
 
 def model_dir(ctx: JobContext) -> Path:
     """Where named models are installed: $WSIDESK_MODEL_DIR, else the run's <data>/models."""
-    if env := os.environ.get(MODEL_DIR_ENV):
-        return Path(env).expanduser()
-    if ctx.models_dir is not None:
-        return ctx.models_dir
+    from wsidesk.core.segment.models import models_root
     from wsidesk.core.store.paths import default_data_dir
 
-    return default_data_dir() / "models"
+    return models_root(ctx.models_dir or default_data_dir() / "models")
 
 
 def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one linear recipe

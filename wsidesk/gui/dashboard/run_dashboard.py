@@ -132,7 +132,7 @@ class RunDashboard(QWidget):
         _set_state(item, job.state, job.state)
         bar = self._bars[key]
         bar.setMaximum(max(job.tiles_total, 1))
-        bar.setValue(job.tiles_total if job.state == "succeeded" and job.tiles_total else job.tiles_done)
+        bar.setValue(bar.maximum() if job.state == "succeeded" else job.tiles_done)
         if job.tiles_done or job.tile_times:  # a segmentation streaming batches
             item.setText(3, f"{job.tiles_done}/{job.tiles_total}")
         else:  # planned only (a tissue job) or not started

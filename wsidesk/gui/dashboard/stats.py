@@ -15,6 +15,7 @@ from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
 HISTORY_S = 300
+RATE_WINDOW_S = 5  # tiles/s is averaged over this many samples: batches arrive in bursts
 
 
 class StatsPanel(pg.GraphicsLayoutWidget):
@@ -30,7 +31,7 @@ class StatsPanel(pg.GraphicsLayoutWidget):
         self._snapshot = snapshot
         self._tiles_done = tiles_done
         self._t0 = time.monotonic()
-        self._last_tiles = 0
+        self._tile_counts: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW_S + 1)
         self._series: dict[str, deque[tuple[float, float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self.setBackground("w")
@@ -58,15 +59,15 @@ class StatsPanel(pg.GraphicsLayoutWidget):
     def sample(self) -> None:
         snap = self._snapshot()
         now = time.monotonic() - self._t0
-        tiles = self._tiles_done()
+        self._tile_counts.append((now, self._tiles_done()))
+        (t0, n0), (t1, n1) = self._tile_counts[0], self._tile_counts[-1]
         values = {
             "running": snap.get("running", 0),
-            "tiles_per_s": tiles - self._last_tiles,
+            "tiles_per_s": (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0,
             "pending": sum(r["counts"].get("pending", 0) for r in snap.get("runs", {}).values()),
             "active": len(snap.get("active_profiles", [])),
             "queued": len(snap.get("queued_profiles", [])),
         }
-        self._last_tiles = tiles
         for name, value in values.items():
             series = self._series[name]
             series.append((now, float(value)))
