@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import math
-import os
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from wsidesk.core.fileio import atomic_write
 from wsidesk.core.segment.cells import Cell
 
 logger = logging.getLogger(__name__)
@@ -43,23 +43,18 @@ def write_geojson(
     # uuid5 of the absolute path with the cell id in its last 12 hex digits: stable across rewrites,
     # distinct between runs and jobs (QuPath keeps object ids unique), and cheap.
     prefix = str(uuid.uuid5(_ID_NAMESPACE, str(path.resolve())))[:23]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     count = 0
-    try:
-        with tmp.open("w", encoding="utf-8", newline="\n") as f:
-            head: dict[str, Any] = {"type": "FeatureCollection"}
-            if partial:
-                head["partial"] = True
-            f.write(json.dumps(head)[:-1] + ', "features": [\n')
-            for cell in cells:
-                key = cell.id if cell.id > 0 else count + 1
-                f.write(",\n" if count else "")
-                f.write(_feature_json(cell, feature_id=f"{prefix}-{key:012x}", object_type=object_type))
-                count += 1
-            f.write("\n]}\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path, newline="\n") as f:
+        head: dict[str, Any] = {"type": "FeatureCollection"}
+        if partial:
+            head["partial"] = True
+        f.write(json.dumps(head)[:-1] + ', "features": [\n')
+        for cell in cells:
+            key = cell.id if cell.id > 0 else count + 1
+            f.write(",\n" if count else "")
+            f.write(_feature_json(cell, feature_id=f"{prefix}-{key:012x}", object_type=object_type))
+            count += 1
+        f.write("\n]}\n")
     logger.debug("wrote %d cells to %s%s", count, path, " (partial)" if partial else "")
     return path
 

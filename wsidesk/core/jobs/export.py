@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from pathlib import Path
 
 import numpy as np
 
 from wsidesk.core.errors import JobError
+from wsidesk.core.fileio import atomic_write
 from wsidesk.core.export.geojson import feature, read_geojson, write_geojson
 from wsidesk.core.export.table import write_csv, write_rows
 from wsidesk.core.jobs.context import JobContext
@@ -80,23 +80,18 @@ def _export_tiles(source: Path, target: Path, *, fmt: str) -> None:
             target,
         )
         return
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write('{"type": "FeatureCollection", "features": [\n')
-            for i, t in enumerate(plan.tiles):
-                x1, y1 = t.x + t.w, t.y + t.h
-                ring = np.array([[t.x, t.y], [x1, t.y], [x1, y1], [t.x, y1]], dtype=np.float64)
-                doc = feature(
-                    ring,
-                    feature_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"wsidesk:{target.name}/tile/{t.index}")),
-                    object_type="annotation",
-                    measurements={"tissue": t.tissue},
-                    metadata={"tile": str(t.index), "state": t.state},
-                    extra={"name": f"tile {t.index}", "state": t.state, "tissue": t.tissue},
-                )
-                f.write(("," if i else "") + json.dumps(doc, separators=(",", ":")) + "\n")
-            f.write("]}\n")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(target) as f:
+        f.write('{"type": "FeatureCollection", "features": [\n')
+        for i, t in enumerate(plan.tiles):
+            x1, y1 = t.x + t.w, t.y + t.h
+            ring = np.array([[t.x, t.y], [x1, t.y], [x1, y1], [t.x, y1]], dtype=np.float64)
+            doc = feature(
+                ring,
+                feature_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"wsidesk:{target.name}/tile/{t.index}")),
+                object_type="annotation",
+                measurements={"tissue": t.tissue},
+                metadata={"tile": str(t.index), "state": t.state},
+                extra={"name": f"tile {t.index}", "state": t.state, "tissue": t.tissue},
+            )
+            f.write(("," if i else "") + json.dumps(doc, separators=(",", ":")) + "\n")
+        f.write("]}\n")

@@ -6,10 +6,8 @@ job's tile checkpoints, so a rerun after a kill or a cancel only segments the ti
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -17,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from wsidesk.core.errors import JobCancelled, JobError
 from wsidesk.core.jobs.context import JobContext
-from wsidesk.core.jobs.tissue import plan_from_reader
+from wsidesk.core.jobs.tissue import param, plan_from_reader
 from wsidesk.core.slide.reader import SlideReader, open_slide, require_mpp
-from wsidesk.core.tiling.grid import TilePlan
+from wsidesk.core.tiling.grid import TilePlan, write_plan_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,10 +55,10 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         msg = f"job {job_id} (segment) needs an image: add 'image: <slide path>' to the job"
         raise JobError(msg)
     params = ctx.params
-    tile_size = int(_param(params, "tile_size", DEFAULT_TILE_SIZE))
-    padding = int(_param(params, "padding", DEFAULT_PADDING))
-    batch_size = int(_param(params, "batch_size", DEFAULT_BATCH_SIZE))
-    min_tissue = float(_param(params, "min_tissue", DEFAULT_MIN_TISSUE))
+    tile_size = int(param(params, "tile_size", DEFAULT_TILE_SIZE))
+    padding = int(param(params, "padding", DEFAULT_PADDING))
+    batch_size = int(param(params, "batch_size", DEFAULT_BATCH_SIZE))
+    min_tissue = float(param(params, "min_tissue", DEFAULT_MIN_TISSUE))
     if tile_size <= 0 or padding < 0 or batch_size <= 0:
         msg = (
             f"job {job_id} (segment): tile_size and batch_size must be positive and padding >= 0, "
@@ -69,10 +67,10 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         raise JobError(msg)
     ctx.check_cancelled()
 
-    model_name = str(_param(params, "model", DEFAULT_MODEL))
-    model = load_model(ModelStore(model_dir(ctx)).resolve(model_name), device=str(_param(params, "device", "auto")))
-    target_mpp = float(_param(params, "target_mpp", model.pixel_size))
-    slide_mpp_override = _param(params, "mpp", None)
+    model_name = str(param(params, "model", DEFAULT_MODEL))
+    model = load_model(ModelStore(model_dir(ctx)).resolve(model_name), device=str(param(params, "device", "auto")))
+    target_mpp = float(param(params, "target_mpp", model.pixel_size))
+    slide_mpp_override = param(params, "mpp", None)
     out_dir = Path(ctx.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -160,7 +158,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             skip=previous.finished,
             on_batch=on_batch,
             check_cancelled=ctx.check_cancelled,
-            precision=str(_param(params, "precision", "auto")),
+            precision=str(param(params, "precision", "auto")),
             merger=merger,
             cells_before=len(previous.cells),
         )
@@ -194,11 +192,6 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         )
         raise JobError(msg)
     return outputs
-
-
-def _param(params: Mapping[str, Any], name: str, default: Any) -> Any:  # noqa: ANN401
-    value = params.get(name)
-    return default if value is None else value
 
 
 def _plan_from_inputs(ctx: JobContext, params: Mapping[str, Any], slide_mpp: float) -> TilePlan | None:
@@ -287,12 +280,4 @@ def write_tiles_json(
     doc["done"] = sum(1 for t in tiles if t.state == "done")
     doc["failed"] = sum(1 for t in tiles if t.state == "failed")
     doc["partial"] = partial
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_plan_json(doc, path)

@@ -30,7 +30,7 @@ def compute_plan(
     check_cancelled: Callable[[], None] | None = None,
 ) -> tuple[TilePlan, np.ndarray, TissueMask]:
     """Open a slide, detect tissue on its thumbnail and plan its tiles; the slide is always closed."""
-    reader = open_slide(image_path, mpp=_param(params, "mpp", None))
+    reader = open_slide(image_path, mpp=param(params, "mpp", None))
     try:
         return plan_from_reader(reader, params, check_cancelled=check_cancelled)
     finally:
@@ -45,7 +45,7 @@ def plan_from_reader(
 ) -> tuple[TilePlan, np.ndarray, TissueMask]:
     """`compute_plan` on an open reader (segment jobs already hold one)."""
     check = check_cancelled or (lambda: None)
-    mpp = _param(params, "mpp", None)
+    mpp = param(params, "mpp", None)
     slide_mpp = require_mpp(reader, mpp)  # fail before the thumbnail is decoded
     thumbnail = reader.thumbnail(mask_thumbnail_size(reader.dimensions, slide_mpp))
     check()
@@ -53,10 +53,10 @@ def plan_from_reader(
     check()
     plan = plan_tiles(
         reader,
-        tile_size=int(_param(params, "tile_size", DEFAULT_TILE_SIZE)),
-        padding=int(_param(params, "padding", DEFAULT_PADDING)),
-        target_mpp=float(_param(params, "target_mpp", DEFAULT_TARGET_MPP)),
-        min_tissue=float(_param(params, "min_tissue", DEFAULT_MIN_TISSUE)),
+        tile_size=int(param(params, "tile_size", DEFAULT_TILE_SIZE)),
+        padding=int(param(params, "padding", DEFAULT_PADDING)),
+        target_mpp=float(param(params, "target_mpp", DEFAULT_TARGET_MPP)),
+        min_tissue=float(param(params, "min_tissue", DEFAULT_MIN_TISSUE)),
         mpp=mpp,
         mask=mask,
     )
@@ -84,6 +84,7 @@ def run_tissue_job(ctx: JobContext) -> dict[str, str]:
     return {"tiles": str(tiles_path), "tissue_png": str(png_path)}
 
 
-def _param(params: Mapping[str, Any], name: str, default: Any) -> Any:  # noqa: ANN401
+def param(params: Mapping[str, Any], name: str, default: Any) -> Any:  # noqa: ANN401
+    """A job param, or `default` when it is unset or null."""
     value = params.get(name)
     return default if value is None else value

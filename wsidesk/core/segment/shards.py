@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from wsidesk.core.fileio import atomic_write
 from wsidesk.core.segment.cells import Cell
 
 logger = logging.getLogger(__name__)
@@ -113,17 +114,10 @@ class CellShards:
     def _rewrite(self, lines: list[str]) -> None:
         self.close()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            with tmp.open("w", encoding="utf-8") as f:
-                f.write(json.dumps({"header": self.header}, separators=(",", ":")) + "\n")
-                for line in lines:
-                    f.write(line + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_write(self.path, fsync=True) as f:
+            f.write(json.dumps({"header": self.header}, separators=(",", ":")) + "\n")
+            for line in lines:
+                f.write(line + "\n")
         _fsync_dir(self.path.parent)
 
     def __enter__(self) -> CellShards:

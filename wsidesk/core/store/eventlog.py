@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from wsidesk.core.errors import StoreError
 from wsidesk.core.events import Event
+from wsidesk.core.fileio import atomic_write
 
 
 class EventLog:
@@ -38,10 +38,9 @@ class EventLog:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            f.write(json.dumps(data, indent=2, default=str))
     except OSError as exc:
         msg = f"cannot write {path}: {exc}"
         raise StoreError(msg) from exc

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from wsidesk.core.fileio import atomic_write
 from wsidesk.core.slide.reader import SlideReader, require_mpp
 from wsidesk.core.tiling.tissue import TissueMask, detect_tissue, mask_thumbnail_size
 
@@ -177,16 +178,7 @@ class TilePlan:
 
     def write_json(self, path: str | Path) -> Path:
         """Write tiles.json atomically (a reader never sees half a file)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with tmp.open("w", encoding="utf-8") as f:
-                json.dump(self.to_json(), f, separators=(",", ":"))
-                f.write("\n")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_plan_json(self.to_json(), Path(path))
 
     @classmethod
     def read_json(cls, path: str | Path) -> TilePlan:
@@ -331,4 +323,12 @@ def render_tissue_png(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_plan_json(doc: dict[str, Any], path: Path) -> Path:
+    """Write a tiles.json document (a plan's to_json(), possibly with run state added) atomically."""
+    with atomic_write(path) as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.write("\n")
     return path
