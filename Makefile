@@ -4,18 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian libraries Qt needs to run offscreen on a bare system.
 QT_DEBS := libglib2.0-0 libegl1 libgl1 libx11-6 libdbus-1-3 libfontconfig1 libfreetype6 libxkbcommon0
+# For `make bundle`: objdump, which PyInstaller runs; a font (else Qt text renders as empty boxes); and
+# Qt's X11 (xcb) libraries, which PyInstaller copies into the bundle from this machine when they are here.
+BUNDLE_DEBS := binutils fonts-dejavu-core libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
+	libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0
 DEMO_DIR := demo
 export WSIDESK_DATA_DIR ?= $(CURDIR)/$(DEMO_DIR)/data
 
-.PHONY: setup system-deps model run demo-headless screenshots test bench clean
+.PHONY: setup system-deps model run demo-headless screenshots test bench bundle clean
 
 setup: system-deps $(VENV)/.installed
 
 system-deps:
-	@missing=""; for p in $(QT_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(QT_DEBS) $(BUNDLE_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Qt system libraries:$$missing"; \
+	    echo "installing system libraries:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "please install:$$missing (Qt needs them)"; fi; \
 	fi
@@ -60,6 +64,13 @@ bench: setup
 	$(BIN)/python benchmarks/bench_planner.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/bench_executors.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/bench_gui_stall.py
+	$(BIN)/python benchmarks/bench_dask.py
+
+# The packaged program: a one-folder PyInstaller bundle in dist/wsidesk/ (run dist/wsidesk/wsidesk selftest).
+bundle: setup
+	$(BIN)/pyinstaller --noconfirm --clean wsidesk.spec
+	@du -sh dist/wsidesk
+	dist/wsidesk/wsidesk selftest
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis build dist

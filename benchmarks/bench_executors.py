@@ -1,5 +1,8 @@
 """Round-trip overhead per job of wsidesk's executors vs a bare ThreadPoolExecutor.
 
+Each wsidesk job is a real `JobTask` whose job function does nothing (its context is built and its
+output folder checked, as for any job); the bare pool runs `int`.
+
 Run: QT_QPA_PLATFORM=offscreen python benchmarks/bench_executors.py [--jobs N] [--workers W]
 """
 
@@ -8,11 +11,32 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def _nothing(ctx: object) -> dict[str, str]:
+    return {}
+
+
+def noop_task(out_dir: Path):  # noqa: ANN201 - a JobTask; wsidesk imported lazily
+    """A job task that does nothing: what the executors add per job, without the job's own work."""
+    from wsidesk.core.jobs.context import MemoryCheckpoints
+    from wsidesk.core.jobs.task import JobHooks, JobSpec, JobTask
+    from wsidesk.core.workflow.model import Branch, Job, Workflow
+
+    job = Job("noop", "tissue")
+    spec = JobSpec(run_id="bench", profile="bench", workflow=Workflow("bench", (Branch("b", (job,)),)),
+                   branch="b", job=job, params={}, image=None, out_dir=out_dir, function=_nothing)
+    return JobTask(spec, JobHooks(emit=lambda *a: None, is_cancelled=lambda: False, checkpoints=MemoryCheckpoints()))
+
+
+_OUT = Path(tempfile.mkdtemp(prefix="wsidesk-bench-"))
 
 
 def bare(jobs: int, workers: int) -> float:
@@ -49,9 +73,10 @@ def threads(jobs: int, workers: int) -> float:
             if count[0] == jobs:
                 finished.set()
 
+    task = noop_task(_OUT)
     start = time.perf_counter()
     for _ in range(jobs):
-        ex.submit(int, done)
+        ex.submit(task, done)
     finished.wait()
     elapsed = time.perf_counter() - start
     ex.shutdown()
@@ -70,9 +95,10 @@ def qt(jobs: int, workers: int) -> float:
     def done(result, error):
         count[0] += 1
 
+    task = noop_task(_OUT)
     start = time.perf_counter()
     for _ in range(jobs):
-        ex.submit(int, done)
+        ex.submit(task, done)
     while count[0] < jobs:
         app.processEvents()
     elapsed = time.perf_counter() - start

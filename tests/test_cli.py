@@ -162,6 +162,30 @@ def test_ctrl_c_exits_130_and_rerun_resumes(tmp_path, slide):
     assert json.loads(out.stdout)["runs"][0]["run_id"] == summary["run_id"]
 
 
+def test_run_with_dask_executor_on_a_loopback_local_cluster(tmp_path, slide):
+    pytest.importorskip("distributed")
+    wf = serial_wf(tmp_path, slide, 2)
+    out = wsidesk("run", str(wf), "--executor", "dask", "--workers", "1", "--json", data=tmp_path / "data")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)["runs"][0]
+    assert summary["status"] == "succeeded"
+    events = [json.loads(line) for line in (Path(summary["run_dir"]) / "events.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "tiles_planned" for e in events) == 2  # worker events reached the client's log
+
+
+def test_unreachable_dask_scheduler_exits_2_with_a_clear_error(tmp_path, slide):
+    pytest.importorskip("distributed")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cluster.yaml").write_text("scheduler_address: tcp://127.0.0.1:9\ntimeout: 1\n")
+    out = wsidesk("run", str(serial_wf(tmp_path, slide, 1)), "--executor", "dask", data=data)
+    assert out.returncode == 2
+    assert "cannot connect to the Dask scheduler at tcp://127.0.0.1:9" in out.stderr
+    assert not (data / "profiles").exists() or not list((data / "profiles").rglob("events.jsonl"))
+    local = wsidesk("run", str(serial_wf(tmp_path, slide, 1)), "--scheduler-address", "tcp://x:1", data=data)
+    assert local.returncode == 2 and "need --executor dask" in local.stderr
+
+
 def test_resume_unknown_run_is_invalid_input(tmp_path):
     out = wsidesk("run", "--resume", "nope", data=tmp_path / "data")
     assert out.returncode == 2

@@ -9,12 +9,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_importing_core_loads_neither_torch_nor_qt():
+def test_importing_core_loads_neither_torch_nor_qt_nor_dask():
     code = (
         "import sys, importlib, pkgutil, wsidesk.core as core\n"
         "for m in pkgutil.walk_packages(core.__path__, 'wsidesk.core.'):\n"
         "    importlib.import_module(m.name)\n"
-        "bad = sorted(n for n in sys.modules if n.split('.')[0] in {'torch', 'instanseg', 'PySide6', 'pyqtgraph'})\n"
+        "heavy = {'torch', 'instanseg', 'PySide6', 'pyqtgraph', 'dask', 'distributed'}\n"
+        "bad = sorted(n for n in sys.modules if n.split('.')[0] in heavy)\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
+from wsidesk.core.errors import WsideskError  # noqa: E402
 from wsidesk.core.profiles import DEFAULT_PROFILE, check_profile_name  # noqa: E402
 from wsidesk.core.store import Store  # noqa: E402
 
@@ -52,46 +55,115 @@ def default_model(data_dir: Path) -> str:
     return "brightfield_nuclei" if "brightfield_nuclei" in installed else "wsidesk_test_nuclei"
 
 
-def warm_up_imports() -> None:
-    """Import the segmentation stack on a background thread at start-up.
+def warm_up(models_dir: Path, model: str) -> threading.Thread:
+    """Import the segmentation stack and load `model` on a background thread at start-up.
 
-    Importing torch takes seconds and holds the GIL in long stretches: done inside the first job,
-    it would freeze the GUI thread mid-run instead of at start-up.
+    Importing torch takes seconds and loading a TorchScript model holds the GIL for ~0.4 s: done
+    inside the first job, both would freeze the GUI thread mid-run instead of at start-up. The model
+    lands in the process cache that segment jobs load through.
     """
-    import threading
 
-    def _import() -> None:
+    def _load() -> None:
         try:
+            import torch
+
+            import wsidesk.core.export.geojson  # noqa: F401
+            import wsidesk.core.export.table  # noqa: F401
             import wsidesk.core.jobs.segment  # noqa: F401
             import wsidesk.core.segment.engine  # noqa: F401
             import wsidesk.core.segment.extract  # noqa: F401
-            import torch
+            import wsidesk.core.segment.merge  # noqa: F401 - shapely: ~40 modules
+            import wsidesk.core.segment.shards  # noqa: F401
+            from wsidesk.core.segment.models import ModelStore, cached_model, models_root
 
             # Leave a core to the GUI thread: with every core busy in inference, repaints stall.
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+            cached_model(ModelStore(models_root(models_dir)).resolve(model))
         except ImportError:  # segmentation is optional; its jobs report the missing package
             logger.debug("segmentation stack not importable", exc_info=True)
+        except WsideskError as exc:  # not installed or damaged: the job that needs it says so
+            logger.info("model %s not preloaded: %s", model, exc)
 
-    threading.Thread(target=_import, name="wsidesk-warm-up", daemon=True).start()
+    thread = threading.Thread(target=_load, name="wsidesk-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorChoice:
+    """`wsidesk gui --executor ... --scheduler-address ...`: this session only, not saved."""
+
+    kind: str
+    scheduler_address: str | None = None
+    cluster_config: Path | None = None  # else <data-dir>/cluster.yaml when it exists
+
+
+DEFAULT_GUI_WORKERS = 2
 
 
 def build_main_window(
-    data_dir: Path, *, profile: str | None = None, workers: int = 2, max_active_profiles: int = 3
+    data_dir: Path,
+    *,
+    profile: str | None = None,
+    workers: int | None = None,
+    max_active_profiles: int = 3,
+    executor: ExecutorChoice | None = None,
 ):  # noqa: ANN201 - Qt types stay out of this module's import time
-    """The main window and what it runs on; the caller owns the QApplication."""
+    """The main window and what it runs on; the caller owns the QApplication.
+
+    Where jobs run comes from `executor`, else the saved settings; `workers`, when given, wins.
+    """
     from PySide6.QtCore import QSettings
 
     from wsidesk.core.scheduler.runner import Runner
-    from wsidesk.gui.bridges import EventBridge, QtExecutor
+    from wsidesk.gui.bridges import EventBridge
     from wsidesk.gui.main_window import MainWindow, Services
+    from wsidesk.gui.settings_dialog import ExecutorSettings
 
     store = Store(data_dir)
     settings = QSettings(str(data_dir / "gui.ini"), QSettings.Format.IniFormat)
     profile = check_profile_name(profile or str(settings.value("last_profile", DEFAULT_PROFILE)))
+    chosen = ExecutorSettings.load(settings, workers=workers or DEFAULT_GUI_WORKERS)
+    if executor is not None:
+        chosen = replace(chosen, kind=executor.kind, scheduler_address=executor.scheduler_address or "")
+    if workers is not None:
+        chosen = replace(chosen, workers=workers)
+    jobs_executor, warning = _executor_for(chosen, data_dir, executor.cluster_config if executor else None)
     bridge = EventBridge()
-    executor = QtExecutor(workers)
-    runner = Runner(store, executor, max_active_profiles=max_active_profiles, sink=bridge)
-    return MainWindow(Services(store, runner, executor, bridge, settings), profile=profile)
+    runner = Runner(store, jobs_executor, max_active_profiles=max_active_profiles, sink=bridge)
+    services = Services(store, runner, jobs_executor, bridge, settings, executor_settings=chosen,
+                        executor_warning=warning)
+    return MainWindow(services, profile=profile)
+
+
+def _executor_for(chosen, data_dir: Path, cluster_config: Path | None):  # noqa: ANN001, ANN202
+    """The executor `chosen` asks for, and a warning when it had to fall back to this computer.
+
+    The GUI's local executor is its QThreadPool (results arrive on the GUI thread); a Dask cluster
+    that cannot be reached must not keep the app from opening the slides on this computer.
+    """
+    from wsidesk.gui.bridges import QtExecutor
+
+    if chosen.kind == "local":
+        return QtExecutor(chosen.workers), None
+    try:
+        from wsidesk.core.scheduler.cluster import find_cluster_config
+        from wsidesk.core.scheduler.executors import make_executor
+
+        cluster = find_cluster_config(cluster_config, data_dir)
+        address = chosen.scheduler_address or cluster.scheduler_address
+        # Without a scheduler, `workers` sizes the local cluster; with one, the cluster decides.
+        executor = make_executor("dask", workers=None if address else chosen.workers, cluster=cluster,
+                                 scheduler_address=address)
+    except ImportError:
+        why = "Dask is not installed (pip install 'wsidesk[cluster]')"
+    except WsideskError as exc:
+        why = str(exc)
+    else:
+        return executor, None
+    warning = f"{why}; jobs run on this computer instead"
+    logger.warning("%s", warning)
+    return QtExecutor(chosen.workers), warning
 
 
 def shutdown(window) -> None:  # noqa: ANN001
@@ -103,15 +175,22 @@ def shutdown(window) -> None:  # noqa: ANN001
 
 
 def run_gui(
-    paths: Sequence[Path], *, data_dir: Path, profile: str | None, workers: int, max_active_profiles: int
+    paths: Sequence[Path],
+    *,
+    data_dir: Path,
+    profile: str | None,
+    workers: int | None,
+    max_active_profiles: int,
+    executor: ExecutorChoice | None = None,
 ) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("wsidesk")
     app.setOrganizationName("wsidesk")
-    warm_up_imports()
-    window = build_main_window(data_dir, profile=profile, workers=workers, max_active_profiles=max_active_profiles)
+    warm_up(data_dir / "models", default_model(data_dir))
+    window = build_main_window(data_dir, profile=profile, workers=workers, max_active_profiles=max_active_profiles,
+                               executor=executor)
     files = [str(p) for p in paths]
     if not files and not window.store.slides(window.profiles.current):
         slide, workflow = demo_files(data_dir, model=default_model(data_dir))

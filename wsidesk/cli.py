@@ -1,4 +1,4 @@
-"""Command line: `wsidesk run|validate|segment|demo-slide|profiles|models ...` (see README)."""
+"""Command line: `wsidesk run|validate|segment|demo-slide|profiles|models|selftest ...` (see README)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,20 @@ def _scheduling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-active-profiles", type=int, default=3, help="profiles running work at once")
 
 
+def _cluster(parser: argparse.ArgumentParser) -> None:
+    """Where jobs run; `--workers` then defaults to the cluster's thread count for Dask."""
+    parser.set_defaults(workers=None)
+    group = parser.add_argument_group("executor (where jobs run)")
+    group.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="local: threads of this process (default); dask: a Dask cluster")
+    group.add_argument("--scheduler-address", metavar="ADDR",
+                       help="Dask scheduler, e.g. tls://gpu-head:8786 (else cluster.yaml's; "
+                            "else a local cluster on 127.0.0.1)")
+    group.add_argument("--cluster-config", type=Path, metavar="FILE",
+                       help="cluster settings: scheduler_address, timeout, tls "
+                            "(default <data-dir>/cluster.yaml when it exists)")
+
+
 def _segmentation(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("segmentation (override workflow defaults, not a job's own params)")
     group.add_argument("--model", help="model name (brightfield_nuclei, ...) or path to instanseg.pt")
@@ -61,12 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="start the desktop app (the default command)")
     gui.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="slides or workflow YAML files to open")
     _scheduling(gui)
+    _cluster(gui)
+    gui.set_defaults(executor=None)  # not given: the app's saved setting (File > Settings)
     _common(gui)
 
     run = sub.add_parser("run", help="run workflows headless, then exit")
     run.add_argument("workflows", nargs="*", type=Path, metavar="WF.yaml")
     run.add_argument("--resume", metavar="RUN_ID", action="append", default=[], help="continue an interrupted run")
     _scheduling(run)
+    _cluster(run)
     _segmentation(run)
     _common(run)
 
@@ -78,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("slide", type=Path, metavar="SLIDE")
     segment.add_argument("--out", type=Path, help="also copy cells.geojson, cells.csv and tiles.json here")
     _scheduling(segment)
+    _cluster(segment)
     _segmentation(segment)
     _common(segment)
 
@@ -98,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", nargs="?", choices=["list", "install", "verify"], default="list")
     models.add_argument("name", nargs="?")
     _common(models)
+
+    selftest = sub.add_parser("selftest", help="check Qt, OpenSlide, torch, the model and one segmented tile")
+    selftest.add_argument("--model", default=None, help="model to load and run (default: the bundled test model)")
+    selftest.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
+                          help="where the model runs (auto)")
+    selftest.add_argument("--skip", action="append", default=[], metavar="CHECK",
+                          choices=["qt", "slide", "torch", "model", "segment"], help="leave out a check")
+    selftest.add_argument("--data-dir", type=Path, help="data folder whose models/ to look in")
+    selftest.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    selftest.add_argument("-v", "--verbose", action="store_true", help="log debug messages and tracebacks")
     return parser
 
 
@@ -120,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo-slide": cmd_demo_slide,
         "profiles": cmd_profiles,
         "models": cmd_models,
+        "selftest": cmd_selftest,
     }
     try:
         return handlers[args.command](args)
@@ -149,10 +178,13 @@ def _profile(args: argparse.Namespace, owner: str | None = None) -> str:
 
 def cmd_gui(args: argparse.Namespace) -> int:
     from wsidesk.app import run_gui
+    from wsidesk.app import ExecutorChoice
 
     data_dir = _data_dir(args)
+    kind = args.executor or ("dask" if args.scheduler_address or args.cluster_config else None)
+    choice = ExecutorChoice(kind, args.scheduler_address, args.cluster_config) if kind else None
     return run_gui(args.paths, data_dir=data_dir, profile=args.profile, workers=args.workers,
-                   max_active_profiles=args.max_active_profiles)
+                   max_active_profiles=args.max_active_profiles, executor=choice)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -221,16 +253,32 @@ def _execute(
 ) -> tuple[int, list[dict[str, Any]]]:
     """Run workflows on the headless scheduler until done or Ctrl-C; returns exit code and summaries."""
     from wsidesk.cli_progress import ConsoleReporter
-    from wsidesk.core.scheduler.executors import ThreadExecutor
+    from wsidesk.core.scheduler.cluster import find_cluster_config
+    from wsidesk.core.scheduler.executors import make_executor
     from wsidesk.core.scheduler.runner import Runner
     from wsidesk.core.store import Store
 
-    if args.workers < 1 or args.max_active_profiles < 1:
+    dask = args.executor == "dask"
+    workers = args.workers if args.workers is not None or dask else _default_workers()
+    if (workers is not None and workers < 1) or args.max_active_profiles < 1:
         msg = "--workers and --max-active-profiles must be at least 1"
         raise ValueError(msg)
-    store = Store(_data_dir(args))
+    if not dask and (args.scheduler_address or args.cluster_config):
+        msg = "--scheduler-address and --cluster-config need --executor dask"
+        raise ValueError(msg)
+    if dask and not args.verbose:  # the job lines are the output; Dask's own INFO lines would drown them
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when Dask loads, here and in workers
+    # Before the store is opened: a scheduler that cannot be reached means nothing ran (exit 2).
+    cluster = find_cluster_config(args.cluster_config, _data_dir(args)) if dask else None
+    executor = make_executor(args.executor, workers=workers, cluster=cluster,
+                             scheduler_address=args.scheduler_address,
+                             event_payloads=False)  # the console shows counts, never cell polygons
+    try:
+        store = Store(_data_dir(args))
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
     reporter = ConsoleReporter(stream=sys.stderr)
-    executor = ThreadExecutor(args.workers)
     runner = Runner(store, executor, max_active_profiles=args.max_active_profiles, sink=reporter)
     interrupted = False
 
@@ -262,6 +310,8 @@ def _execute(
     for s in summaries:
         print(f"run {s['run_id']} ({s['workflow']!r}, profile {s['profile']}): {s['status']} -> {s['run_dir']}",
               file=sys.stderr)
+    if runner.executor_error is not None:  # e.g. the Dask scheduler went away: runs were saved as interrupted
+        print(f"wsidesk {args.command}: error: {runner.executor_error}", file=sys.stderr)
     if args.json:
         _print_json({"runs": summaries})
     if interrupted or any(s["status"] == "interrupted" for s in summaries):
@@ -340,3 +390,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         for m in infos:
             print(f"{m.name} {m.version}: {'installed at ' + str(m.path) if m.installed else 'not installed'}")
     return EXIT_OK
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from wsidesk.core.segment.models import models_root
+    from wsidesk.selftest import DEFAULT_SELFTEST_MODEL, selftest
+
+    if not args.verbose:  # the report lines are the output; the engine's progress logs would drown them
+        logging.getLogger().setLevel(logging.WARNING)
+    return selftest(models_dir=models_root(_data_dir(args) / "models"), model=args.model or DEFAULT_SELFTEST_MODEL,
+                    device=args.device, skip=args.skip, as_json=args.json, verbose=args.verbose)

@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if not os.environ.get("DISPLAY"):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def main(out: Path) -> None:
@@ -59,6 +60,8 @@ def main(out: Path) -> None:
     pump(240, until=lambda: window.viewer.cell_overlay.cell_count > 150)
     pump(0.3)
     window.grab().save(str(out / "viewer_live.png"))
+    if app.platformName() == "xcb":  # what the X server shows, not the widget's own rendering
+        app.primaryScreen().grabWindow(0).save(str(out / "screen_live.png"))
     window.viewer.set_scale_factor(0.6)
     window.viewer.center_on(1500, 1000)
     pump(1.5)

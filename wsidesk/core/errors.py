@@ -46,3 +46,7 @@ class JobError(WsideskError):
 
 class JobCancelled(WsideskError):
     """A job stopped at a safe point because its run was cancelled."""
+
+
+class ExecutorLost(WsideskError):
+    """The executor itself went away (e.g. the Dask scheduler): runs stop as interrupted, resumable."""

@@ -21,15 +21,17 @@ from PySide6.QtWidgets import (
 
 from wsidesk.core.errors import WsideskError
 from wsidesk.core.events import Event
+from wsidesk.core.scheduler.executors import Executor
 from wsidesk.core.scheduler.runner import Runner
 from wsidesk.core.slide import is_slide
 from wsidesk.core.store import Store
 from wsidesk.core.workflow.model import Branch, Job, Workflow
-from wsidesk.gui.bridges import EventBridge, QtExecutor
+from wsidesk.gui.bridges import EventBridge
 from wsidesk.gui.dashboard import RunDashboard, StatsPanel
 from wsidesk.gui.graph_editor import GraphEditor
 from wsidesk.gui.panels import LayersPanel, LibraryPanel
 from wsidesk.gui.profiles import ProfileSwitcher
+from wsidesk.gui.settings_dialog import ExecutorSettings, SettingsDialog
 from wsidesk.gui.viewer import SlideView
 
 logger = logging.getLogger(__name__)
@@ -54,9 +56,11 @@ class Services:
 
     store: Store
     runner: Runner
-    executor: QtExecutor
+    executor: Executor  # the GUI's QtExecutor, or a Dask cluster's client
     bridge: EventBridge
     settings: QSettings
+    executor_settings: ExecutorSettings = ExecutorSettings()
+    executor_warning: str | None = None  # why the chosen executor could not be used
 
 
 class MainWindow(QMainWindow):
@@ -65,6 +69,7 @@ class MainWindow(QMainWindow):
         self.services = services
         self.store, self.runner, self.settings = services.store, services.runner, services.settings
         self._run_workflows: dict[str, Workflow] = {}  # run_id -> workflow, to place events on slides
+        self._planned_slides: dict[tuple[str, str], str | None] = {}  # (run dir, job) -> its slide
         self._editor_run: str | None = None
         self.setWindowTitle("wsidesk")
         self.setAcceptDrops(True)
@@ -122,6 +127,9 @@ class MainWindow(QMainWindow):
         self.save_action = self._action("Save workflow", self._on_save, QKeySequence.StandardKey.Save)
         self.save_as_action = self._action("Save workflow as…", self._on_save_as, QKeySequence.StandardKey.SaveAs)
         self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.settings_action = self._action(
+            "Settings…", self._on_settings, QKeySequence.StandardKey.Preferences, "Where jobs run: this computer or Dask"
+        )
         self.run_action = self._action("Run workflow", self.editor.request_run, "Ctrl+R", "Submit the edited workflow")
         self.segment_action = self._action(
             "Segment this slide", self._on_segment_slide, "Ctrl+Shift+R", "Segment cells on the open slide"
@@ -140,6 +148,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addActions([self.save_action, self.save_as_action])
         file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
         file_menu.addAction(self.quit_action)
         view_menu = menu.addMenu("&View")
         view_menu.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
@@ -161,7 +170,14 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         self.mpp_label, self.zoom_label, self.cursor_label = QLabel(), QLabel(), QLabel()
-        for label in (self.cursor_label, self.zoom_label, self.mpp_label):
+        self.executor_label = QLabel(self.services.executor_settings.describe())
+        warning = self.services.executor_warning
+        if warning:
+            self.executor_label.setText("jobs: this computer (cluster unreachable)")
+            self.executor_label.setStyleSheet("color: #b00020")
+            self.executor_label.setToolTip(warning)
+            self.statusBar().showMessage(warning, 20_000)
+        for label in (self.executor_label, self.cursor_label, self.zoom_label, self.mpp_label):
             self.statusBar().addPermanentWidget(label)
 
     def _wire(self) -> None:
@@ -357,6 +373,14 @@ class MainWindow(QMainWindow):
         snapshot = self.runner.snapshot()
         self.dashboard.set_profile_slots(snapshot["active_profiles"], snapshot["queued_profiles"])
 
+    @Slot()
+    def _on_settings(self) -> None:
+        dialog = SettingsDialog(ExecutorSettings.load(self.settings, workers=self.services.executor_settings.workers),
+                                self)
+        if dialog.exec() == SettingsDialog.DialogCode.Accepted:
+            dialog.settings().save(self.settings)
+            self.statusBar().showMessage(f"saved; from the next start, {dialog.settings().describe()}", 8000)
+
     # -- profiles, library, results ---------------------------------------------------------------------
     @Slot(str)
     def _on_profile_changed(self, profile: str) -> None:
@@ -372,15 +396,23 @@ class MainWindow(QMainWindow):
 
     def _reload_results(self) -> None:
         """Finished segmentations of the open slide in this profile's runs, newest first."""
-        slide = self.viewer.slide_path
+        slide = self.viewer.slide_path and str(Path(self.viewer.slide_path).resolve())
         results: list[tuple[str, str]] = []
-        if slide is not None:
+        if slide:
             for record in reversed(self.store.list_runs(self.profiles.current)):
                 for job in self.store.jobs(record.run_id):
                     cells = job.outputs.get("cells")
-                    if cells and Path(cells).exists() and _same_slide(record.run_dir, job.job_id, slide):
+                    if cells and Path(cells).exists() and self._planned_slide(record.run_dir, job.job_id) == slide:
                         results.append((f"{record.workflow} · {job.job_id} · {record.run_id}", cells))
         self.library.set_results(results)
+
+    def _planned_slide(self, run_dir: Path, job_id: str) -> str | None:
+        """The resolved slide a finished job's tiles.json was planned on, read once per job: the list is
+        rebuilt after every run, and parsing every tiles.json each time grows with the history."""
+        key = (str(run_dir), job_id)
+        if key not in self._planned_slides:
+            self._planned_slides[key] = _planned_slide(run_dir / job_id / "tiles.json")
+        return self._planned_slides[key]
 
     @Slot(str)
     def _on_slide_opened(self, path: str) -> None:
@@ -467,13 +499,11 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
 
-def _same_slide(run_dir: Path, job_id: str, slide: str) -> bool:
-    """Whether a job's tiles.json was planned on `slide`."""
+def _planned_slide(tiles: Path) -> str | None:
     import json
 
-    tiles = run_dir / job_id / "tiles.json"
     try:
         recorded = json.loads(tiles.read_text(encoding="utf-8"))["slide"]["path"]
     except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return Path(recorded).resolve() == Path(slide).resolve()
+        return None
+    return str(Path(recorded).resolve())

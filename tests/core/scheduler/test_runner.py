@@ -1,11 +1,20 @@
-"""Runner: planner + executor + store, with small real job functions that record what ran."""
+"""Runner: planner + executor + store, with small real job functions that record what ran.
+
+The same semantics suite runs on every executor: local threads, and Dask on an in-process
+LocalCluster with worker threads and with worker processes. The recorder keeps its log in a file
+so that jobs running in another process are seen too.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
-import threading
+import os
+import shutil
+import tempfile
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -15,32 +24,44 @@ from wsidesk.core.scheduler.runner import Runner
 from wsidesk.core.store import Store
 from wsidesk.core.workflow.model import Branch, Job, Workflow
 
+_RECORDERS = itertools.count()
+_RECORDER_DIRS: list[Path] = []  # removed when each test ends
+
+
+class Release:
+    """A flag in a file: `set()` here releases held jobs wherever they run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def set(self) -> None:
+        self.path.touch()
+
+    def is_set(self) -> bool:
+        return self.path.exists()
+
 
 class Recorder:
-    """Job function that writes an output file, tracks concurrency, fails or blocks on request."""
+    """Job function that writes an output file, logs starts and ends, fails or blocks on request.
+
+    Picklable, and its log is a file (one O_APPEND write per line), so that jobs running in Dask
+    worker processes are recorded as well as jobs on local threads.
+    """
 
     def __init__(self, *, fail: set[str] = frozenset(), hold: set[str] = frozenset()) -> None:
         self.fail, self.hold = set(fail), set(hold)
-        self.release = threading.Event()
-        self.lock = threading.Lock()
-        self.started: list[tuple[str, str]] = []  # (run_id, job_id)
-        self.running_per_branch: dict[tuple[str, str], int] = defaultdict(int)
-        self.running = 0
-        self.max_running = 0
-        self.max_per_branch = 0
+        self.root = Path(tempfile.mkdtemp(prefix=f"wsidesk-recorder{next(_RECORDERS)}-"))
+        _RECORDER_DIRS.append(self.root)
+        self.log = self.root / "log.txt"
+        self.release = Release(self.root / "release")
 
     def __call__(self, ctx):
-        key = (ctx.run_id, ctx.branch)
-        with self.lock:
-            self.started.append((ctx.run_id, ctx.job.job_id))
-            self.running += 1
-            self.running_per_branch[key] += 1
-            self.max_running = max(self.max_running, self.running)
-            self.max_per_branch = max(self.max_per_branch, self.running_per_branch[key])
+        self._write("start", ctx)
         try:
             if ctx.job.job_id in self.hold:
-                while not self.release.wait(0.01):
+                while not self.release.is_set():
                     ctx.check_cancelled()
+                    time.sleep(0.01)
             else:
                 time.sleep(0.005)  # let overlapping jobs actually overlap
             if ctx.job.job_id in self.fail:
@@ -49,9 +70,45 @@ class Recorder:
             out.write_text(ctx.job.job_id)
             return {"out": str(out)}
         finally:
-            with self.lock:
-                self.running -= 1
-                self.running_per_branch[key] -= 1
+            self._write("end", ctx)
+
+    def _write(self, what: str, ctx) -> None:
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, f"{what} {ctx.run_id} {ctx.branch} {ctx.job.job_id}\n".encode())
+        finally:
+            os.close(fd)
+
+    def _lines(self) -> list[list[str]]:
+        try:
+            return [line.split() for line in self.log.read_text().splitlines()]
+        except FileNotFoundError:
+            return []
+
+    @property
+    def started(self) -> list[tuple[str, str]]:  # (run_id, job_id)
+        return [(run, job) for what, run, _, job in self._lines() if what == "start"]
+
+    @property
+    def running(self) -> int:
+        return sum(1 if what == "start" else -1 for what, *_ in self._lines())
+
+    def _maxima(self) -> tuple[int, int]:
+        running, most, per_branch, most_branch = 0, 0, defaultdict(int), 0
+        for what, run, branch, _ in self._lines():
+            step = 1 if what == "start" else -1
+            running += step
+            per_branch[(run, branch)] += step
+            most, most_branch = max(most, running), max(most_branch, per_branch[(run, branch)])
+        return most, most_branch
+
+    @property
+    def max_running(self) -> int:
+        return self._maxima()[0]
+
+    @property
+    def max_per_branch(self) -> int:
+        return self._maxima()[1]
 
 
 def wf(name: str, branches: dict[str, list[str]], deps: dict[str, tuple[str, ...]] | None = None) -> Workflow:
@@ -65,23 +122,34 @@ def wf(name: str, branches: dict[str, list[str]], deps: dict[str, tuple[str, ...
     )
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
+@pytest.fixture(params=["thread", "dask-threads", "dask-processes"])
+def env(request, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "slide.svs").write_bytes(b"x")
     store = Store(tmp_path / "data")
     made = []
+    if request.param == "thread":
+        new_executor = ThreadExecutor
+    else:
+        from wsidesk.core.scheduler.dask_executor import DaskExecutor
 
-    def make(recorder: Recorder, *, workers: int = 4, max_active_profiles: int = 3, sink=None) -> Runner:
-        executor = ThreadExecutor(workers)
+        cluster = request.getfixturevalue(request.param.replace("-", "_") + "_cluster")
+
+        def new_executor(workers):
+            return DaskExecutor.connect(cluster.scheduler_address, max_workers=workers)
+
+    def make(job_function, *, workers: int = 4, max_active_profiles: int = 3, sink=None) -> Runner:
+        executor = new_executor(workers)
         made.append(executor)
         return Runner(store, executor, max_active_profiles=max_active_profiles, sink=sink,
-                      job_functions={"tissue": recorder})
+                      job_functions={"tissue": job_function})
 
     yield store, make
     for executor in made:
         executor.shutdown(wait=True)
     store.close()
+    while _RECORDER_DIRS:
+        shutil.rmtree(_RECORDER_DIRS.pop(), ignore_errors=True)
 
 
 def events(store: Store, profile: str, run_id: str) -> list[dict]:
@@ -159,11 +227,9 @@ def test_unexpected_crash_fails_job_with_its_type(env):
     def crash(ctx):
         raise ZeroDivisionError("division by zero")
 
-    executor = ThreadExecutor(2)
-    runner = Runner(store, executor, job_functions={"tissue": crash})
+    runner = make(crash, workers=2)
     run_id = runner.submit(wf("w", {"A": ["a1"]}), profile="p")
     assert runner.wait(10)
-    executor.shutdown()
     assert store.jobs(run_id)[0].error == "ZeroDivisionError: division by zero"
 
 

@@ -232,3 +232,45 @@ def test_importing_models_module_loads_no_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_model_cache_loads_once_per_file_and_device_across_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    loads: list[tuple[Path, str]] = []
+
+    def slow_load(path: Path, *, device: str = "auto", name: str | None = None) -> models.LoadedModel:
+        loads.append((Path(path), device))
+        time.sleep(0.05)  # let the other threads pile up behind this load
+        return models.LoadedModel(name="m", path=Path(path), module=object(), device=device, pixel_size=0.5)
+
+    monkeypatch.setattr(models, "load_model", slow_load)
+    monkeypatch.setattr(models, "choose_device", lambda device="auto": "cpu")
+    model_file = tmp_path / "instanseg.pt"
+    model_file.write_bytes(b"v1")
+    cache = models.ModelCache(max_models=2)
+
+    got: list[models.LoadedModel] = []
+    threads = [threading.Thread(target=lambda: got.append(cache.get(model_file))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len({id(m) for m in got}) == 1
+    assert cache.get(tmp_path / "." / "instanseg.pt") is got[0]  # same file, another spelling
+
+    model_file.write_bytes(b"v2, reinstalled")  # another size: loaded again
+    assert cache.get(model_file) is not got[0] and len(loads) == 2
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"x")
+    cache.get(other)
+    assert len(cache) == 2  # the oldest entry went
+
+
+def test_cached_model_keeps_the_bundled_model_between_jobs(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    path = ModelStore(tmp_path).resolve(TEST_MODEL)
+    assert models.cached_model(path, device="cpu") is models.cached_model(path, device="cpu")

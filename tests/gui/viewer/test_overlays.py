@@ -184,3 +184,26 @@ def test_tissue_overlay_tints_tissue_only(qtbot, view):
     shot = view.grab().toImage()
     cl = shot.pixelColor(int(left.x()), int(left.y()))
     assert (cl.red(), cl.green(), cl.blue()) == (GLASS, GLASS, GLASS)
+
+
+def test_cells_streamed_after_the_first_paint_appear_next_to_earlier_ones(qtbot, view):
+    # Live batches repaint only their own rect over the cached drawing: both batches must show.
+    view.set_scale_factor(1.0)
+    view.center_on(1000, 800)
+    overlay = view.cell_overlay
+
+    def ring(cx: float, cy: float, ident: int) -> Cell:
+        angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+        poly = np.stack([np.cos(angles), np.sin(angles)], axis=1) * 30 + (cx, cy)
+        return Cell(polygon=poly, centroid=(cx, cy), bbox=(cx - 30, cy - 30, cx + 30, cy + 30), tile=0, id=ident)
+
+    overlay.add_cells([ring(900, 700, 1)])
+    first = _settle(qtbot, view)
+    left = QRectF(view.mapFromScene(QPointF(860, 660)), view.mapFromScene(QPointF(940, 740))).toRect()
+    right = QRectF(view.mapFromScene(QPointF(1060, 860)), view.mapFromScene(QPointF(1140, 940))).toRect()
+    assert _count_near(first.copy(left), (0, 230, 255)) > 20
+    assert _count_near(first.copy(right), (0, 230, 255)) == 0
+    overlay.add_cells([ring(1100, 900, 2)])
+    second = _settle(qtbot, view)
+    assert _count_near(second.copy(left), (0, 230, 255)) > 20
+    assert _count_near(second.copy(right), (0, 230, 255)) > 20

@@ -299,3 +299,32 @@ def test_a_slide_that_cannot_be_opened_leaves_the_current_one_showing(view, tmp_
         view.open_slide(bad)
     assert view.reader is current
     assert view.loader is not None
+
+
+def _screen_rgb(v: SlideView, x: int, y: int) -> tuple[int, int, int]:
+    shot = v.grab().toImage()
+    c = shot.pixelColor(x, y)
+    return c.red(), c.green(), c.blue()
+
+
+def test_cached_background_shows_sharp_tiles_as_they_arrive_and_after_panning(qtbot, view):
+    reader = _array_reader()
+    view.set_reader(reader)
+    view.set_scale_factor(1.0)
+    view.center_on(700, 500)
+
+    def on_screen_matches_slide() -> bool:
+        for vx, vy in ((400, 300), (250, 200), (520, 380)):
+            p = view.map_to_level0(QPointF(vx + 0.5, vy + 0.5))
+            expected = reader.read_region(int(p.x()), int(p.y()), 0, 1, 1)[0, 0].astype(int)
+            if max(abs(a - int(b)) for a, b in zip(_screen_rgb(view, vx, vy), expected)) > 4:
+                return False
+        return True
+
+    # The slide background is cached; each arriving tile must repaint its part of that cache.
+    qtbot.waitUntil(on_screen_matches_slide, timeout=10_000)
+    view.pan_by(300, 170)  # the cache is scrolled and the uncovered strip drawn
+    qtbot.waitUntil(on_screen_matches_slide, timeout=10_000)
+    view.zoom_by(1.5)  # a new scale redraws the whole cache
+    view.zoom_by(1 / 1.5)
+    qtbot.waitUntil(on_screen_matches_slide, timeout=10_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from wsidesk.core.errors import JobError
 from wsidesk.core.jobs.context import JobContext, JobFunction
+from wsidesk.core.jobs.task import JobHooks, JobSpec, JobTask, run_job
 
 
 def job_function(job_type: str) -> JobFunction:
@@ -24,4 +25,4 @@ def job_function(job_type: str) -> JobFunction:
     raise JobError(msg)
 
 
-__all__ = ["JobContext", "JobFunction", "job_function"]
+__all__ = ["JobContext", "JobFunction", "JobHooks", "JobSpec", "JobTask", "job_function", "run_job"]

@@ -47,7 +47,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     """Job function for type `segment`; see the module docstring."""
     from wsidesk.core.segment.engine import segment_slide
     from wsidesk.core.segment.merge import CellMerger
-    from wsidesk.core.segment.models import ModelStore, load_model
+    from wsidesk.core.segment.models import ModelStore, cached_model
     from wsidesk.core.segment.shards import CellShards
 
     job_id = ctx.job.job_id
@@ -68,7 +68,8 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     ctx.check_cancelled()
 
     model_name = str(param(params, "model", DEFAULT_MODEL))
-    model = load_model(ModelStore(model_dir(ctx)).resolve(model_name), device=str(param(params, "device", "auto")))
+    # Cached per process: a Dask worker (or the app) keeps the model loaded between slides.
+    model = cached_model(ModelStore(model_dir(ctx)).resolve(model_name), device=str(param(params, "device", "auto")))
     target_mpp = float(param(params, "target_mpp", model.pixel_size))
     slide_mpp_override = param(params, "mpp", None)
     out_dir = Path(ctx.out_dir)

@@ -18,9 +18,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from wsidesk.core.errors import JobCancelled, WsideskError
+from wsidesk.core.errors import ExecutorLost, JobCancelled, WsideskError
 from wsidesk.core.events import Event, EventSink
-from wsidesk.core.jobs import JobContext, JobFunction, job_function
+from wsidesk.core.jobs import JobFunction, JobHooks, JobSpec, JobTask
 from wsidesk.core.scheduler.executors import Executor
 from wsidesk.core.scheduler.planner import (
     JobCancelled as JobCancelledChange,
@@ -96,6 +96,7 @@ class Runner:
         self._runs: dict[str, _ActiveRun] = {}
         self._finished: dict[str, str] = {}  # run_id -> final status
         self._interrupted = False
+        self._executor_error: ExecutorLost | None = None
 
     # -- submitting ---------------------------------------------------------------------------
     def submit(
@@ -230,6 +231,12 @@ class Runner:
         with self._changed:
             return self._changed.wait_for(lambda: not self._runs, timeout)
 
+    @property
+    def executor_error(self) -> ExecutorLost | None:
+        """Why the executor went away (runs were interrupted because of it), else None."""
+        with self._lock:
+            return self._executor_error
+
     def is_idle(self) -> bool:
         with self._lock:
             return not self._runs
@@ -254,7 +261,7 @@ class Runner:
             branch = workflow.branch_of(key.job_id)
             self._store.set_job_state(key.run_id, key.job_id, "running")
             self._emit(run, "job_started", job_id=key.job_id, branch=branch)
-            ctx = JobContext(
+            spec = JobSpec(
                 run_id=key.run_id,
                 profile=run.record.profile,
                 workflow=workflow,
@@ -264,17 +271,15 @@ class Runner:
                 image=workflow.image_path(job),
                 out_dir=run.record.run_dir / job.job_id,
                 inputs={dep: run.outputs.get(dep, {}) for dep in job.depends_on},
+                models_dir=self._store.layout.models_dir,
+                function=self._job_functions.get(job.type),
+            )
+            hooks = JobHooks(
                 emit=partial(self._emit_from_job, run, branch, key.job_id),
                 is_cancelled=run.cancel.is_set,
                 checkpoints=StoreCheckpoints(self._store, key.run_id, key.job_id),
-                models_dir=self._store.layout.models_dir,
             )
-            self._executor.submit(partial(self._execute, ctx), partial(self._on_done, key))
-
-    def _execute(self, ctx: JobContext) -> dict[str, str]:
-        ctx.out_dir.mkdir(parents=True, exist_ok=True)
-        function = self._job_functions.get(ctx.job.type) or job_function(ctx.job.type)
-        return function(ctx)
+            self._executor.submit(JobTask(spec, hooks), partial(self._on_done, key))
 
     def _on_done(self, key: JobKey, result: Any, error: BaseException | None) -> None:
         with self._lock:
@@ -286,6 +291,15 @@ class Runner:
                 self._store.set_job_state(key.run_id, key.job_id, "succeeded", outputs=outputs)
                 self._emit(run, "job_succeeded", job_id=key.job_id, branch=branch, fields={"outputs": outputs})
                 changes = self._planner.succeeded(key)
+            elif isinstance(error, ExecutorLost):
+                # Nothing more can run here: every run stops as interrupted, to be resumed later.
+                if self._executor_error is None:
+                    self._executor_error = error
+                    logger.error("%s", error)
+                if not self._interrupted:
+                    self.interrupt()
+                changes = self._planner.cancelled(key)
+                changes.insert(0, JobCancelledChange(key))
             elif isinstance(error, JobCancelled) or (run.cancel.is_set() and not isinstance(error, WsideskError)):
                 changes = self._planner.cancelled(key)
                 changes.insert(0, JobCancelledChange(key))

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from wsidesk.core.values import reduce_frozen
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Cell:
@@ -29,6 +31,9 @@ class Cell:
         polygon.setflags(write=False)
         object.__setattr__(self, "polygon", polygon)
         object.__setattr__(self, "measurements", MappingProxyType(dict(self.measurements)))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_frozen(self)  # picklable for Dask workers
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (used by checkpoint shards)."""

@@ -21,6 +21,7 @@ import numpy as np
 from wsidesk.core.segment.normalise import SlideNormaliser
 from wsidesk.core.segment.reading import DEFAULT_READ_WORKERS, ReaderFactory, TileRead, TileReader
 from wsidesk.core.tiling.grid import Tile, TilePlan
+from wsidesk.core.values import reduce_frozen
 
 if TYPE_CHECKING:
     from wsidesk.core.segment.cells import Cell
@@ -70,6 +71,9 @@ class BatchResult:
         object.__setattr__(self, "failed", MappingProxyType(dict(self.failed)))
         object.__setattr__(self, "seconds", MappingProxyType(dict(self.seconds)))
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_frozen(self)  # event payloads travel from Dask workers
+
 
 @dataclass(frozen=True, slots=True)
 class SegmentReport:
@@ -92,6 +96,9 @@ class SegmentReport:
     def __post_init__(self) -> None:
         object.__setattr__(self, "tiles_failed", MappingProxyType(dict(self.tiles_failed)))
         object.__setattr__(self, "seconds", MappingProxyType(dict(self.seconds)))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_frozen(self)  # event payloads travel from Dask workers
 
     @property
     def tiles_per_second(self) -> float:

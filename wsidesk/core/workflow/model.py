@@ -16,6 +16,7 @@ import networkx as nx
 
 from wsidesk.core.errors import ProfileError, WorkflowError
 from wsidesk.core.profiles import check_profile_name
+from wsidesk.core.values import reduce_frozen
 
 JOB_TYPES = ("tissue", "segment", "export")
 EXPORT_FORMATS = ("geojson", "csv")
@@ -36,6 +37,9 @@ class Job:
     def __post_init__(self) -> None:
         object.__setattr__(self, "depends_on", tuple(self.depends_on))
         object.__setattr__(self, "params", _frozen_mapping(self.params))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_frozen(self)  # picklable for Dask workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,9 @@ class Workflow:
         object.__setattr__(self, "defaults", _frozen_mapping(self.defaults))
         layout = {k: (float(v[0]), float(v[1])) for k, v in dict(self.layout).items()}
         object.__setattr__(self, "layout", _frozen_mapping(layout))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return reduce_frozen(self)  # picklable for Dask workers
 
     def jobs(self) -> Iterator[tuple[Branch, Job]]:
         for branch in self.branches:

@@ -1,13 +1,18 @@
-"""QThreadPool executor: jobs run on pool threads, `done` is delivered on the GUI thread."""
+"""QThreadPool executor: job tasks run on pool threads, `done` is delivered on the GUI thread."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import os
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 from wsidesk.core.scheduler.executors import Done
+
+if TYPE_CHECKING:
+    from wsidesk.core.jobs.task import JobTask
 
 
 class _Relay(QObject):
@@ -26,16 +31,30 @@ class _Relay(QObject):
         done(result, error)
 
 
+JOB_NICE = 10  # CPU priority of job threads, below the GUI thread's 0
+
+
+def _yield_to_gui() -> None:
+    """Lower this pool thread's CPU priority (per thread on Linux, inherited by threads it starts):
+    with inference on every core, the GUI thread still gets one when it wakes up to paint."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOB_NICE)
+        except OSError:  # not permitted here: jobs just run at normal priority
+            pass
+
+
 class _Task(QRunnable):
-    def __init__(self, fn: Callable[[], Any], done: Done, relay: _Relay) -> None:
+    def __init__(self, task: JobTask, done: Done, relay: _Relay) -> None:
         super().__init__()
-        self._fn = fn
+        self._task = task
         self._done = done
         self._relay = relay
 
     def run(self) -> None:
+        _yield_to_gui()
         try:
-            result = self._fn()
+            result = self._task.run()
         except BaseException as exc:  # noqa: BLE001 - reported to the runner, never lost
             self._relay.finished.emit(self._done, None, exc)
         else:
@@ -56,12 +75,12 @@ class QtExecutor:
 
     @property
     def pending(self) -> int:
-        """Submitted callables whose `done` has not been delivered yet."""
+        """Submitted tasks whose `done` has not been delivered yet."""
         return self._relay.pending
 
-    def submit(self, fn: Callable[[], Any], done: Done) -> None:
+    def submit(self, task: JobTask, done: Done) -> None:
         self._relay.pending += 1
-        self._pool.start(_Task(fn, done, self._relay))
+        self._pool.start(_Task(task, done, self._relay))
 
     def shutdown(self, *, wait: bool = True) -> None:
         if not wait:

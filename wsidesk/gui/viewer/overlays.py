@@ -103,17 +103,14 @@ class TissueOverlay(OverlayItem):
     def _render(self, mask: np.ndarray) -> QImage:
         h, w = mask.shape
         image = QImage(w, h, QImage.Format.Format_ARGB32_Premultiplied)
-        image.fill(0)
-        buf = np.frombuffer(image.bits(), dtype=np.uint8).reshape(h, image.bytesPerLine())
-        px = buf[:, : w * 4].reshape(h, w, 4)
         a = self._color.alpha()
-        # premultiplied B, G, R, A in memory
-        px[mask] = (
-            self._color.blue() * a // 255,
-            self._color.green() * a // 255,
-            self._color.red() * a // 255,
-            a,
+        # One premultiplied ARGB word per pixel (B, G, R, A in little-endian memory), written whole:
+        # ~10x faster than assigning four channels through a boolean index, on the GUI thread.
+        word = (a << 24) | ((self._color.red() * a // 255) << 16) | ((self._color.green() * a // 255) << 8) | (
+            self._color.blue() * a // 255
         )
+        rows = np.frombuffer(image.bits(), dtype=np.uint32).reshape(h, image.bytesPerLine() // 4)
+        rows[:, :w] = np.where(mask, np.uint32(word), np.uint32(0))
         return image
 
     def paint(
@@ -403,6 +400,7 @@ class CellOverlay(OverlayItem):
         self._centroids: list[np.ndarray] = []
         # colour-mapped rasters per block factor (bins summed f x f), each with its dirty box in bins
         self._rasters: dict[int, _DensityRaster] = {}
+        self._dirty = QRectF()  # level-0 extent of cells added since the last repaint
         self.last_paint_mode = "none"  # "polygons" / "density" / "none", for tests and diagnostics
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -488,6 +486,7 @@ class CellOverlay(OverlayItem):
         self._centroids.append(cents)
         self._add_to_density(cents)
         self._update_bounds()
+        self._dirty = batch if self._dirty.isNull() else self._dirty.united(batch)
         self.schedule_repaint()
         return len(cells)
 
@@ -500,6 +499,7 @@ class CellOverlay(OverlayItem):
         self._cells_rect = QRectF()
         self._counts = np.zeros((0, 0), dtype=np.int32)
         self._rasters.clear()
+        self._dirty = QRectF()
         self._update_bounds()
         self.update()
 
@@ -512,10 +512,17 @@ class CellOverlay(OverlayItem):
     def flush(self) -> None:
         """Repaint now (skips the throttle)."""
         self._timer.stop()
-        self.update()
+        self._on_repaint_due()
 
     def _on_repaint_due(self) -> None:
-        self.update()
+        dirty, self._dirty = self._dirty, QRectF()
+        if self.last_paint_mode == "density" or dirty.isNull():
+            self.update()  # one image, possibly recoloured as a whole: cheap to redraw all of it
+        else:
+            # Only where the new cells are: the slide under them is a cached blit, so a batch costs
+            # its own outlines, not a frame. The margin covers the antialiased 1 px outline.
+            margin = 2.0 * self._device_px()
+            self.update(dirty.adjusted(-margin, -margin, margin, margin))
 
     def _update_bounds(self) -> None:
         rect = self._extent

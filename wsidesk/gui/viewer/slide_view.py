@@ -128,8 +128,11 @@ class SlideView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)  # zoom anchors itself
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        # Minimap and scale bar are fixed to the viewport: scrolling must repaint, not blit.
-        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
+        # Overlay updates repaint only their rect over a cached slide background: a live run's batches
+        # then cost a small blit instead of redrawing every tile (scrollContentsBy repaints all on pan,
+        # for the viewport-fixed minimap and scale bar).
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setCacheMode(QGraphicsView.CacheModeFlag.CacheBackground)
         self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAcceptDrops(True)
@@ -211,6 +214,7 @@ class SlideView(QGraphicsView):
             item.clear()
         self.cell_overlay.set_extent(w, h)
         self.minimap.set_thumbnail(self._thumbnail, QSize(w, h))
+        self.resetCachedContent()
         self._keep_fitted = True
         if self.isVisible() and self._viewport_ready():
             self.zoom_to_fit()
@@ -238,6 +242,7 @@ class SlideView(QGraphicsView):
                 logger.exception("closing slide %s failed", reader.path)
         self._thumbnail = None
         self.minimap.set_thumbnail(None, QSize())
+        self.resetCachedContent()
         for item in self.overlays.values():
             item.clear()
         self._requested = frozenset()
@@ -345,6 +350,7 @@ class SlideView(QGraphicsView):
         anchor_vp = QPointF(anchor) if anchor is not None else vp_center
         anchor_scene = self.map_to_level0(anchor_vp)
         self.setTransform(QTransform.fromScale(scale, scale))
+        self.resetCachedContent()  # the cached background was drawn at the old scale
         # Put the anchor's level-0 point back under the anchor.
         centre = anchor_scene + (vp_center - anchor_vp) / scale
         self.centerOn(centre)
@@ -457,7 +463,7 @@ class SlideView(QGraphicsView):
     @Slot(object)
     def _on_tile_loaded(self, key: TileKey) -> None:
         if self._reader is not None and key.path == self._reader.path:
-            self.viewport().update()
+            self.invalidateScene(self._tile_rect(key), QGraphicsScene.SceneLayer.BackgroundLayer)
 
     @Slot(object, str)
     def _on_tile_failed(self, key: TileKey, message: str) -> None:
@@ -465,6 +471,10 @@ class SlideView(QGraphicsView):
         self.tile_failed.emit(message)
 
     # -- input --------------------------------------------------------------------------------------
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802 - Qt override
+        super().scrollContentsBy(dx, dy)
+        self.viewport().update()  # the minimap and scale bar stay put: a blit would drag them along
+
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         if self._keep_fitted and self._viewport_ready():
