@@ -39,23 +39,22 @@ def shared_data() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def dask_threads_cluster():
-    """An in-process Dask LocalCluster: 2 workers x 2 threads in this process (inproc, no ports)."""
+def _local_cluster(*, processes: bool):
     pytest.importorskip("distributed")
     from wsidesk.core.scheduler.dask_executor import start_local_cluster
 
-    cluster = start_local_cluster(2, processes=False, threads_per_worker=2)
+    cluster = start_local_cluster(2, processes=processes, threads_per_worker=2)
     yield cluster
     cluster.close()
+
+
+@pytest.fixture(scope="session")
+def dask_threads_cluster():
+    """An in-process Dask LocalCluster: 2 workers x 2 threads in this process (inproc, no ports)."""
+    yield from _local_cluster(processes=False)
 
 
 @pytest.fixture(scope="session")
 def dask_processes_cluster():
     """A Dask LocalCluster with 2 worker processes x 2 threads on 127.0.0.1."""
-    pytest.importorskip("distributed")
-    from wsidesk.core.scheduler.dask_executor import start_local_cluster
-
-    cluster = start_local_cluster(2, processes=True, threads_per_worker=2)
-    yield cluster
-    cluster.close()
+    yield from _local_cluster(processes=True)

@@ -16,7 +16,7 @@ import pytest
 dask = pytest.importorskip("dask")
 pytest.importorskip("distributed")
 
-from wsidesk.core.errors import WsideskError  # noqa: E402
+from wsidesk.core.errors import JobCancelled, WsideskError  # noqa: E402
 from wsidesk.core.scheduler.cluster import (  # noqa: E402
     ClusterConfig,
     ClusterConfigError,
@@ -46,6 +46,7 @@ class MortalJob:
     def __init__(self, root: Path, *, hold_attempts: int) -> None:
         self.pids = root / "pids"
         self.release = root / "release"
+        self.stopped = root / "stopped"  # attempts that saw the cancel and stopped themselves
         self.hold_attempts = hold_attempts
 
     def __call__(self, ctx):
@@ -54,7 +55,12 @@ class MortalJob:
         attempt = len(self.pids.read_text().split())
         if attempt <= self.hold_attempts:
             while not self.release.exists():
-                ctx.check_cancelled()
+                try:
+                    ctx.check_cancelled()
+                except JobCancelled:
+                    with self.stopped.open("a") as f:
+                        f.write(f"{attempt}\n")
+                    raise
                 time.sleep(0.02)
         out = ctx.out_dir / "out.txt"
         out.write_text(str(attempt))
@@ -144,6 +150,8 @@ def test_cancel_drops_queued_tasks_and_stops_running_ones(dask_threads_cluster, 
     assert runner.run_status(run_id) == "cancelled"
     assert {j.state for j in store.jobs(run_id)} == {"cancelled"}
     assert len(job.attempts()) == 4
+    # Running jobs were told, not abandoned: each stopped itself before its slot was given back.
+    assert len(job.stopped.read_text().split()) == 4
 
 
 def test_lost_scheduler_interrupts_the_run_which_then_resumes(store, tmp_path):

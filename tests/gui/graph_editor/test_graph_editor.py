@@ -285,6 +285,15 @@ def test_inspector_export_format_uses_a_combo(loaded: GraphEditor) -> None:
     assert not loaded.inspector.image_edit.isEnabled()
 
 
+def test_inspector_segment_precision_uses_a_combo_of_engine_precisions(loaded: GraphEditor) -> None:
+    loaded.select_job("job1")
+    row = loaded.inspector.param_rows["precision"]
+    assert [row.widget.itemText(i) for i in range(row.widget.count())] == ["auto", "fp32", "bf16", "fp16"]
+    row.checkbox.setChecked(True)
+    row.widget.setCurrentText("bf16")
+    assert loaded.to_workflow().job("job1").params["precision"] == "bf16"
+
+
 @pytest.mark.parametrize("bad", ["bad id!", "", "a/b", "..", "JOB1"])
 def test_inspector_rejects_invalid_job_ids(loaded: GraphEditor, bad: str) -> None:
     loaded.select_job("job2")

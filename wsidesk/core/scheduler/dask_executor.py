@@ -102,7 +102,8 @@ def run_job_on_worker(spec: JobSpec, channel: _Channel) -> dict[str, str]:
     worker = get_worker()
 
     def send(kind: str, value: Any) -> None:  # noqa: ANN401
-        worker.log_event(channel.topic, {"wsidesk": channel.key, "kind": kind, "data": _dumps(value)})
+        worker.log_event(channel.topic, {"wsidesk": channel.key, "kind": kind, "data": _dumps(value),
+                                         "worker": worker.address})
 
     def emit(name: str, fields: Mapping[str, Any], payload: Any = None) -> None:  # noqa: ANN401
         payload = payload if channel.payloads else None
@@ -111,7 +112,8 @@ def run_job_on_worker(spec: JobSpec, channel: _Channel) -> dict[str, str]:
         except Exception as exc:  # noqa: BLE001 - the event matters more than its in-memory payload
             logger.warning("event %s of job %s: payload cannot travel (%s); sent without it", name, spec.job.job_id, exc)
             data = _dumps((name, dict(fields), None))
-        worker.log_event(channel.topic, {"wsidesk": channel.key, "kind": "event", "data": data})
+        worker.log_event(channel.topic, {"wsidesk": channel.key, "kind": "event", "data": data,
+                                         "worker": worker.address})
 
     send("started", os.getpid())
     checkpoints = ForwardingCheckpoints(spec.checkpoints, lambda batch: send("checkpoints", batch))

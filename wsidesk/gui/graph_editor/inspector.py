@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from wsidesk.core.segment.engine import PRECISIONS
 from wsidesk.core.workflow import EXPORT_FORMATS, JOB_TYPES, PARAM_TYPES
 from wsidesk.gui.graph_editor.document import WorkflowDocument
 from wsidesk.gui.graph_editor.model import ALL_PARAMS, DEVICES, check_job_id
@@ -63,9 +64,10 @@ class ParamRow:
 
     def _make_widget(self) -> QWidget:
         kind = ALL_PARAMS[self.key]
-        if self.key in ("format", "device"):
+        choices = {"format": EXPORT_FORMATS, "device": DEVICES, "precision": PRECISIONS}.get(self.key)
+        if choices is not None:
             combo = QComboBox()
-            combo.addItems(EXPORT_FORMATS if self.key == "format" else DEVICES)
+            combo.addItems(choices)
             combo.currentTextChanged.connect(self._on_value_changed)
             return combo
         if kind is str:
