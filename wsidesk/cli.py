@@ -42,12 +42,13 @@ def _scheduling(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-active-profiles", type=int, default=3, help="profiles running work at once")
 
 
-def _cluster(parser: argparse.ArgumentParser) -> None:
+def _cluster(parser: argparse.ArgumentParser, *, default: str | None = "local") -> None:
     """Where jobs run; `--workers` then defaults to the cluster's thread count for Dask."""
     parser.set_defaults(workers=None)
     group = parser.add_argument_group("executor (where jobs run)")
-    group.add_argument("--executor", choices=("local", "dask"), default="local",
-                       help="local: threads of this process (default); dask: a Dask cluster")
+    group.add_argument("--executor", choices=("local", "dask"), default=default,
+                       help="local: threads of this process; dask: a Dask cluster (default: "
+                            f"{default or 'the saved setting, File > Settings'})")
     group.add_argument("--scheduler-address", metavar="ADDR",
                        help="Dask scheduler, e.g. tls://gpu-head:8786 (else cluster.yaml's; "
                             "else a local cluster on 127.0.0.1)")
@@ -75,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui = sub.add_parser("gui", help="start the desktop app (the default command)")
     gui.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="slides or workflow YAML files to open")
     _scheduling(gui)
-    _cluster(gui)
-    gui.set_defaults(executor=None)  # not given: the app's saved setting (File > Settings)
+    _cluster(gui, default=None)  # not given: the app's saved setting
     _common(gui)
 
     run = sub.add_parser("run", help="run workflows headless, then exit")
