@@ -188,12 +188,13 @@ def run_gui(
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("wsidesk")
     app.setOrganizationName("wsidesk")
-    warm_up(data_dir / "models", default_model(data_dir))
+    model = default_model(data_dir)
+    warm_up(data_dir / "models", model)
     window = build_main_window(data_dir, profile=profile, workers=workers, max_active_profiles=max_active_profiles,
                                executor=executor)
     files = [str(p) for p in paths]
     if not files and not window.store.slides(window.profiles.current):
-        slide, workflow = demo_files(data_dir, model=default_model(data_dir))
+        slide, workflow = demo_files(data_dir, model=model)
         files = [str(slide), str(workflow)]
         logger.info("first start: opening the demo slide %s and workflow %s", slide, workflow)
     window.show()

@@ -18,16 +18,11 @@ GLASS = 235
 
 
 @pytest.fixture
-def view(qtbot):
-    v = SlideView(loader_threads=2)
-    qtbot.addWidget(v)
-    v.resize(800, 600)
-    v.show()
-    qtbot.waitExposed(v)
+def view(view):
+    """The shown view (conftest) on a blank glass slide."""
     img = np.full((H, W, 3), GLASS, dtype=np.uint8)
-    v.set_reader(ArrayReader(img, levels=4, mpp=0.5, path="<glass>"))
-    yield v
-    v.close()
+    view.set_reader(ArrayReader(img, levels=4, mpp=0.5, path="<glass>"))
+    return view
 
 
 def _cells(n: int, seed: int = 0, radius: float = 5.0) -> list[Cell]:

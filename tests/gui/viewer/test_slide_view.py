@@ -34,17 +34,6 @@ def _array_reader(w: int = 2048, h: int = 1536, levels: int = 3) -> CountingRead
     return CountingReader(img, levels=levels, mpp=0.5, path=f"<array {w}x{h}>")
 
 
-@pytest.fixture
-def view(qtbot):
-    v = SlideView(loader_threads=2)
-    qtbot.addWidget(v)
-    v.resize(800, 600)
-    v.show()
-    qtbot.waitExposed(v)
-    yield v
-    v.close()
-
-
 def _slide_on_screen(v: SlideView) -> QRectF:
     w, h = v.reader.dimensions
     return v.viewportTransform().mapRect(QRectF(0, 0, w, h))

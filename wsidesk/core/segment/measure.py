@@ -31,6 +31,17 @@ HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED)
 _OD_LUT = -np.log10(np.maximum(np.arange(256, dtype=np.float64), 1.0) / 255.0)
 
 
+def _foreground(labels: np.ndarray, select: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of labelled pixels and their labels, limited to the `select`ed labels."""
+    flat = labels.ravel()
+    fg = np.flatnonzero(flat)
+    ids = flat[fg]
+    if select is not None:
+        keep = select[ids]
+        fg, ids = fg[keep], ids[keep]
+    return fg, ids
+
+
 def moment_measurements(
     labels: np.ndarray, n: int, *, select: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -40,12 +51,7 @@ def moment_measurements(
     lengths in px, skimage's convention 4·sqrt(eigenvalue)) and `eccentricity`. `select` (bool,
     length n + 1) limits the work to some labels; the others come back as zero.
     """
-    flat = labels.ravel()
-    fg = np.flatnonzero(flat)
-    ids = flat[fg]
-    if select is not None:
-        keep = select[ids]
-        fg, ids = fg[keep], ids[keep]
+    fg, ids = _foreground(labels, select)
     rows, cols = np.divmod(fg, labels.shape[1])
     size = n + 1
     area = np.bincount(ids, minlength=size).astype(np.float64)
@@ -78,12 +84,7 @@ def stain_measurements(
     labels: np.ndarray, rgb: np.ndarray, n: int, *, select: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """Mean haematoxylin and eosin OD inside objects 1..n: arrays of length n + 1 (index = label)."""
-    flat = labels.ravel()
-    fg = np.flatnonzero(flat)
-    ids = flat[fg]
-    if select is not None:
-        keep = select[ids]
-        fg, ids = fg[keep], ids[keep]
+    fg, ids = _foreground(labels, select)
     pixels = np.asarray(rgb)[..., :3].reshape(-1, 3)[fg]
     hed = np.maximum(_OD_LUT[pixels] @ HED_FROM_RGB, 0.0)
     size = n + 1
