@@ -11,7 +11,7 @@ BUNDLE_DEBS := binutils fonts-dejavu-core libxcb-cursor0 libxcb-icccm4 libxcb-im
 DEMO_DIR := demo
 export WSIDESK_DATA_DIR ?= $(CURDIR)/$(DEMO_DIR)/data
 
-.PHONY: setup system-deps model run demo-headless screenshots test bench bundle clean
+.PHONY: setup system-deps model run demo-headless screenshots test test-fast lint bench bundle clean
 
 setup: system-deps $(VENV)/.installed
 
@@ -59,6 +59,17 @@ demo-headless: model $(DEMO_DIR)/demo_a.svs $(DEMO_DIR)/demo_b.svs
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+# The edit loop: everything but the bundle build and the slow end-to-end tests.
+test-fast: setup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow" --ignore=tests/test_bundle.py
+
+# Format, lint rules, types (strict on core) and the layer contract; .ci/run runs this before the tests.
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python benchmarks/bench_planner.py

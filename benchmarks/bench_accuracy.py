@@ -75,7 +75,7 @@ def scores(c: dict[str, int]) -> tuple[float, float, float]:
 
 
 # -- rasterising ---------------------------------------------------------------------------------
-def rasterise_cells(cells: Any, shape: tuple[int, int]) -> np.ndarray:  # noqa: ANN401
+def rasterise_cells(cells: Any, shape: tuple[int, int]) -> np.ndarray:
     """Cell polygons (level-0 px, pixel j spans [j, j+1)) -> int32 labels; a pixel is in when its centre is."""
     import shapely
 
@@ -119,7 +119,13 @@ def rasterise_ellipses(nuclei: np.ndarray, shape: tuple[int, int], origin: tuple
 
 # -- the two methods -----------------------------------------------------------------------------
 def wsidesk_on_array(
-    rgb: np.ndarray, mpp: float, model: Any, *, tile_size: int, padding: int, batch_size: int  # noqa: ANN401
+    rgb: np.ndarray,
+    mpp: float,
+    model: Any,
+    *,
+    tile_size: int,
+    padding: int,
+    batch_size: int,
 ) -> np.ndarray:
     """wsidesk's engine on an in-memory image (all of it tissue); labels on the image's own pixels."""
     from wsidesk.core.segment.engine import segment_slide
@@ -136,13 +142,20 @@ def wsidesk_on_array(
     normaliser = SlideNormaliser.from_image(rgb)  # one normalisation for the image, as InstanSeg's
     merger = CellMerger()
     segment_slide(
-        lambda: ArrayReader(rgb, mpp=mpp), plan, model, normaliser, batch_size=batch_size, precision="fp32",
-        merger=merger, read_workers=1, postprocess_workers=1,
+        lambda: ArrayReader(rgb, mpp=mpp),
+        plan,
+        model,
+        normaliser,
+        batch_size=batch_size,
+        precision="fp32",
+        merger=merger,
+        read_workers=1,
+        postprocess_workers=1,
     )
     return rasterise_cells(merger.cells(), (h, w))
 
 
-def wsidesk_on_slide(path: Path, model: Any, *, tile_size: int, padding: int, batch_size: int) -> list[Any]:  # noqa: ANN401
+def wsidesk_on_slide(path: Path, model: Any, *, tile_size: int, padding: int, batch_size: int) -> list[Any]:
     """The job's recipe on a slide file: tissue plan, slide normaliser, engine. Returns the cells."""
     from wsidesk.core.jobs.tissue import plan_from_reader
     from wsidesk.core.segment.engine import segment_slide
@@ -158,13 +171,18 @@ def wsidesk_on_slide(path: Path, model: Any, *, tile_size: int, padding: int, ba
         reader.close()
     merger = CellMerger()
     segment_slide(
-        lambda: open_slide(path), plan, model, SlideNormaliser.from_thumbnail(thumbnail, mask),
-        batch_size=batch_size, precision="fp32", merger=merger,
+        lambda: open_slide(path),
+        plan,
+        model,
+        SlideNormaliser.from_thumbnail(thumbnail, mask),
+        batch_size=batch_size,
+        precision="fp32",
+        merger=merger,
     )
     return merger.cells()
 
 
-def instanseg_small(inst: Any, rgb: np.ndarray, pixel_size: float) -> np.ndarray:  # noqa: ANN401
+def instanseg_small(inst: Any, rgb: np.ndarray, pixel_size: float) -> np.ndarray:
     """InstanSeg's eval_small_image on an (H, W, 3) uint8 image; labels at the input's pixels."""
     import torch
 
@@ -188,7 +206,7 @@ def load_consep(data_dir: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return out
 
 
-def load_models(model_name: str, device: str, models_dir: Path) -> tuple[Any, Any]:  # noqa: ANN401
+def load_models(model_name: str, device: str, models_dir: Path) -> tuple[Any, Any]:
     """(wsidesk LoadedModel, InstanSeg instance) on the same weights."""
     import torch
     from instanseg import InstanSeg
@@ -203,14 +221,15 @@ def load_models(model_name: str, device: str, models_dir: Path) -> tuple[Any, An
 
 
 # -- datasets ------------------------------------------------------------------------------------
-def eval_consep(model: Any, inst: Any, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:  # noqa: ANN401
+def eval_consep(model: Any, inst: Any, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     crops = load_consep(data_dir)
     res: dict[str, Any] = {"crops": len(crops), "wsidesk": [], "instanseg": [], "seconds": {}}
     t_ws = t_is = 0.0
     for name, rgb, truth in crops:
         t0 = time.perf_counter()
-        ws = wsidesk_on_array(rgb, CONSEP_MPP, model, tile_size=args.consep_tile, padding=args.consep_padding,
-                              batch_size=args.batch_size)
+        ws = wsidesk_on_array(
+            rgb, CONSEP_MPP, model, tile_size=args.consep_tile, padding=args.consep_padding, batch_size=args.batch_size
+        )
         t1 = time.perf_counter()
         isg = instanseg_small(inst, rgb, CONSEP_MPP)
         t2 = time.perf_counter()
@@ -219,13 +238,16 @@ def eval_consep(model: Any, inst: Any, data_dir: Path, args: argparse.Namespace)
         res["wsidesk"].append({"crop": name, **match(truth, ws)})
         res["instanseg"].append({"crop": name, **match(truth, isg)})
         if args.verbose:
-            print(f"  {name}: wsidesk F1 {scores(res['wsidesk'][-1])[0]:.3f}, "
-                  f"InstanSeg F1 {scores(res['instanseg'][-1])[0]:.3f}", flush=True)
+            print(
+                f"  {name}: wsidesk F1 {scores(res['wsidesk'][-1])[0]:.3f}, "
+                f"InstanSeg F1 {scores(res['instanseg'][-1])[0]:.3f}",
+                flush=True,
+            )
     res["seconds"] = {"wsidesk": t_ws, "instanseg": t_is}
     return res
 
 
-def eval_demo(model: Any, inst: Any, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:  # noqa: ANN401
+def eval_demo(model: Any, inst: Any, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from wsidesk.core.slide.demo import load_truth, write_demo_slide
     from wsidesk.core.slide.reader import open_slide
 
@@ -233,8 +255,9 @@ def eval_demo(model: Any, inst: Any, args: argparse.Namespace, workdir: Path) ->
     demo = write_demo_slide(workdir / "acc_demo.svs", width=w, height=h, mpp=0.5, seed=args.seed)
     truth = rasterise_ellipses(load_truth(demo.path).nuclei, (h, w))
     t0 = time.perf_counter()
-    cells = wsidesk_on_slide(demo.path, model, tile_size=args.tile_size, padding=args.padding,
-                             batch_size=args.batch_size)
+    cells = wsidesk_on_slide(
+        demo.path, model, tile_size=args.tile_size, padding=args.padding, batch_size=args.batch_size
+    )
     ws = rasterise_cells(cells, (h, w))
     t1 = time.perf_counter()
     reader = open_slide(demo.path)
@@ -245,8 +268,10 @@ def eval_demo(model: Any, inst: Any, args: argparse.Namespace, workdir: Path) ->
     isg = instanseg_small(inst, rgb, demo.mpp)
     t2 = time.perf_counter()
     return {
-        "slide": f"{w}x{h}", "truth_objects": demo.n_nuclei,
-        "wsidesk": [{"crop": "demo", **match(truth, ws)}], "instanseg": [{"crop": "demo", **match(truth, isg)}],
+        "slide": f"{w}x{h}",
+        "truth_objects": demo.n_nuclei,
+        "wsidesk": [{"crop": "demo", **match(truth, ws)}],
+        "instanseg": [{"crop": "demo", **match(truth, isg)}],
         "seconds": {"wsidesk": t1 - t0, "instanseg": t2 - t1},
     }
 
@@ -259,8 +284,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    head = (f"{'dataset':10s} {'method':10s} {'F1':>6s} {'prec':>6s} {'recall':>6s} {'meanF1':>7s} "
-            f"{'truth':>6s} {'pred':>6s} {'TP':>6s} {'seconds':>8s}")
+    head = (
+        f"{'dataset':10s} {'method':10s} {'F1':>6s} {'prec':>6s} {'recall':>6s} {'meanF1':>7s} "
+        f"{'truth':>6s} {'pred':>6s} {'TP':>6s} {'seconds':>8s}"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for ds, res in results.items():
         if not isinstance(res, dict) or "wsidesk" not in res:
@@ -268,8 +295,10 @@ def print_table(results: dict[str, Any]) -> None:
         for method in ("wsidesk", "instanseg"):
             s = summarise(res[method])
             res[f"{method}_summary"] = s
-            print(f"{ds:10s} {method:10s} {s['f1']:6.3f} {s['precision']:6.3f} {s['recall']:6.3f} "
-                  f"{s['mean_f1']:7.3f} {s['truth']:6d} {s['pred']:6d} {s['tp']:6d} {res['seconds'][method]:8.1f}")
+            print(
+                f"{ds:10s} {method:10s} {s['f1']:6.3f} {s['precision']:6.3f} {s['recall']:6.3f} "
+                f"{s['mean_f1']:7.3f} {s['truth']:6d} {s['pred']:6d} {s['tp']:6d} {res['seconds'][method]:8.1f}"
+            )
     print("F1/prec/recall pooled over the dataset's objects; meanF1 = mean of per-crop F1 (IoU > 0.5)")
 
 
@@ -293,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="OUT")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    models_dir = Path(args.models_dir or os.environ.get("WSIDESK_MODEL_DIR")
-                      or Path.home() / ".cache" / "wsidesk" / "models")
+    models_dir = Path(
+        args.models_dir or os.environ.get("WSIDESK_MODEL_DIR") or Path.home() / ".cache" / "wsidesk" / "models"
+    )
     model, inst = load_models(args.model, args.device, models_dir)
     print(f"model {model.path} on {model.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     results: dict[str, Any] = {"model": str(model.path), "device": model.device}

@@ -40,11 +40,11 @@ from wsidesk.core.store import Store  # noqa: E402
 from wsidesk.core.workflow.model import Branch, Job, Workflow  # noqa: E402
 
 
-def noop(ctx: Any) -> dict[str, str]:  # noqa: ANN401
+def noop(ctx: Any) -> dict[str, str]:
     return {}
 
 
-def _run(executor: Executor, workflow: Workflow, data: Path, **runner_kwargs: Any) -> tuple[float, str]:  # noqa: ANN401
+def _run(executor: Executor, workflow: Workflow, data: Path, **runner_kwargs: Any) -> tuple[float, str]:
     store = Store(data)
     try:
         runner = Runner(store, executor, **runner_kwargs)
@@ -70,9 +70,10 @@ def _executors(workers: int) -> list[tuple[str, Callable[[], Executor]]]:
 def overhead(jobs: int, workers: int, repeats: int, tmp: Path) -> dict[str, dict[str, float]]:
     chain = Workflow("chain", (Branch("only", tuple(Job(f"j{i}", "tissue") for i in range(jobs))),))
     per_branch = max(1, jobs // workers)
-    parallel = Workflow("parallel", tuple(
-        Branch(f"b{b}", tuple(Job(f"b{b}j{i}", "tissue") for i in range(per_branch))) for b in range(workers)
-    ))
+    parallel = Workflow(
+        "parallel",
+        tuple(Branch(f"b{b}", tuple(Job(f"b{b}j{i}", "tissue") for i in range(per_branch))) for b in range(workers)),
+    )
     results: dict[str, dict[str, float]] = {}
     for name, make in _executors(workers):
         executor = make()
@@ -87,8 +88,10 @@ def overhead(jobs: int, workers: int, repeats: int, tmp: Path) -> dict[str, dict
         finally:
             executor.shutdown()
         results[name] = best
-        print(f"  {name:24s}: chain {1e3 * best['chain']:7.2f} ms/job   "
-              f"parallel {1e3 * best['parallel']:7.2f} ms/job", flush=True)
+        print(
+            f"  {name:24s}: chain {1e3 * best['chain']:7.2f} ms/job   parallel {1e3 * best['parallel']:7.2f} ms/job",
+            flush=True,
+        )
     return results
 
 
@@ -98,13 +101,19 @@ def slides(n: int, size: int, workers: int, tmp: Path) -> dict[str, float]:
 
     paths = [write_demo_slide(tmp / f"slide{i}.svs", width=size, height=size, seed=10 + i).path for i in range(n)]
     defaults = {"model": "wsidesk_test_nuclei", "tile_size": 256, "padding": 32, "batch_size": 8, "device": "cpu"}
-    workflow = Workflow("slides", tuple(
-        Branch(f"s{i}", (Job(f"t{i}", "tissue", str(p)), Job(f"c{i}", "segment", str(p), depends_on=(f"t{i}",))))
-        for i, p in enumerate(paths)
-    ), defaults=defaults)
+    workflow = Workflow(
+        "slides",
+        tuple(
+            Branch(f"s{i}", (Job(f"t{i}", "tissue", str(p)), Job(f"c{i}", "segment", str(p), depends_on=(f"t{i}",))))
+            for i, p in enumerate(paths)
+        ),
+        defaults=defaults,
+    )
     results: dict[str, float] = {}
-    for name, make in (("local threads", lambda: ThreadExecutor(workers)),
-                       ("dask, worker processes", lambda: DaskExecutor.connect(None, max_workers=workers))):
+    for name, make in (
+        ("local threads", lambda: ThreadExecutor(workers)),
+        ("dask, worker processes", lambda: DaskExecutor.connect(None, max_workers=workers)),
+    ):
         executor = make()
         folder = name.replace(" ", "_").replace(",", "")
         try:
@@ -117,8 +126,11 @@ def slides(n: int, size: int, workers: int, tmp: Path) -> dict[str, float]:
         finally:
             executor.shutdown()
         results[name] = times[1]
-        print(f"  {name:24s}: first run {times[0]:6.1f} s, again on warm workers {times[1]:6.1f} s "
-              f"({times[1] / n:4.1f} s/slide)", flush=True)
+        print(
+            f"  {name:24s}: first run {times[0]:6.1f} s, again on warm workers {times[1]:6.1f} s "
+            f"({times[1] / n:4.1f} s/slide)",
+            flush=True,
+        )
     return results
 
 
@@ -137,17 +149,23 @@ def main() -> None:
     import distributed
     import torch
 
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, dask {dask.__version__}, "
-          f"distributed {distributed.__version__}, torch {torch.__version__}")
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, dask {dask.__version__}, "
+        f"distributed {distributed.__version__}, torch {torch.__version__}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="wsidesk-bench-dask-"))
     try:
-        print(f"1. per-job overhead through the Runner: {args.jobs} no-op jobs, {args.workers} workers, "
-              f"best of {args.repeats} (chain: one branch, jobs one after another; parallel: "
-              f"{args.workers} branches)")
+        print(
+            f"1. per-job overhead through the Runner: {args.jobs} no-op jobs, {args.workers} workers, "
+            f"best of {args.repeats} (chain: one branch, jobs one after another; parallel: "
+            f"{args.workers} branches)"
+        )
         overhead(args.jobs, args.workers, args.repeats, tmp)
         if not args.skip_slides:
-            print(f"2. {args.slides} demo slides of {args.size}x{args.size} px, tissue + segment "
-                  f"(wsidesk_test_nuclei, CPU, tiles 256/32, batch 8), {args.workers} workers")
+            print(
+                f"2. {args.slides} demo slides of {args.size}x{args.size} px, tissue + segment "
+                f"(wsidesk_test_nuclei, CPU, tiles 256/32, batch 8), {args.workers} workers"
+            )
             slides(args.slides, args.size, args.workers, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

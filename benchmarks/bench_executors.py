@@ -31,8 +31,17 @@ def noop_task(out_dir: Path):  # noqa: ANN201 - a JobTask; wsidesk imported lazi
     from wsidesk.core.workflow.model import Branch, Job, Workflow
 
     job = Job("noop", "tissue")
-    spec = JobSpec(run_id="bench", profile="bench", workflow=Workflow("bench", (Branch("b", (job,)),)),
-                   branch="b", job=job, params={}, image=None, out_dir=out_dir, function=_nothing)
+    spec = JobSpec(
+        run_id="bench",
+        profile="bench",
+        workflow=Workflow("bench", (Branch("b", (job,)),)),
+        branch="b",
+        job=job,
+        params={},
+        image=None,
+        out_dir=out_dir,
+        function=_nothing,
+    )
     return JobTask(spec, JobHooks(emit=lambda *a: None, is_cancelled=lambda: False, checkpoints=MemoryCheckpoints()))
 
 
@@ -112,8 +121,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.jobs} no-op jobs, "
-          f"{args.workers} workers, best of {args.repeats}")
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.jobs} no-op jobs, "
+        f"{args.workers} workers, best of {args.repeats}"
+    )
     base = min(bare(args.jobs, args.workers) for _ in range(args.repeats))
     print(f"  ThreadPoolExecutor (bare): {1e6 * base / args.jobs:7.1f} µs/job")
     for name, fn in (("ThreadExecutor", threads), ("QtExecutor (QThreadPool)", qt)):

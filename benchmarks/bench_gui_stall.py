@@ -65,11 +65,16 @@ def main() -> None:
     timer.stop()
     gaps = np.diff(np.asarray(ticks)) * 1000.0
     cells = window.viewer.cell_overlay.cell_count
-    print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, Qt offscreen; slide {args.width}x{args.height}, "
-          f"model {args.model}, tile {args.tile_size}, batch {args.batch_size}")
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, Qt offscreen; slide {args.width}x{args.height}, "
+        f"model {args.model}, tile {args.tile_size}, batch {args.batch_size}"
+    )
     print(f"run {window.runner.run_status(run_id)} in {elapsed:.1f} s, {cells} cells streamed onto the viewer")
-    print(f"event-loop gaps over {len(gaps)} ticks of 5 ms: max {gaps.max():.1f} ms, p99 {np.percentile(gaps, 99):.1f} ms, "
-          f"median {np.median(gaps):.1f} ms (target max < 50 ms)")
+    print(
+        f"event-loop gaps over {len(gaps)} ticks of 5 ms: max {gaps.max():.1f} ms, "
+        f"p99 {np.percentile(gaps, 99):.1f} ms, "
+        f"median {np.median(gaps):.1f} ms (target max < 50 ms)"
+    )
     print("five longest gaps (ms):", ", ".join(f"{g:.0f}" for g in sorted(gaps)[-5:][::-1]))
     window.close()
     shutdown(window)

@@ -88,8 +88,11 @@ def main() -> int:
     for _ in range(args.repeat):
         gc.collect()
         submit_s, drive_s, dispatched, _ = run_once(
-            args.profiles, args.runs_per_profile, args.branches_per_run,
-            args.jobs_per_branch, args.workers,
+            args.profiles,
+            args.runs_per_profile,
+            args.branches_per_run,
+            args.jobs_per_branch,
+            args.workers,
         )
         assert dispatched == n_jobs
         results.append((drive_s, submit_s))

@@ -99,14 +99,18 @@ def run_wsidesk(slide: Path, model_path: Path, args: argparse.Namespace, workdir
     from wsidesk.core.workflow.model import Branch, Job, Workflow
 
     params = {
-        "model": str(model_path), "device": args.device, "batch_size": args.batch_size,
-        "tile_size": args.tile_size, "padding": args.padding, "precision": args.precision,
+        "model": str(model_path),
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "tile_size": args.tile_size,
+        "padding": args.padding,
+        "precision": args.precision,
     }
     job = Job("seg", "segment", str(slide), params=params)
     out_dir = workdir / "data" / "profiles" / "default" / "runs" / "bench" / "seg"
     events: dict[str, Any] = {"planned": None, "batches": 0}
 
-    def emit(name: str, fields: Any, payload: Any = None) -> None:  # noqa: ANN401
+    def emit(name: str, fields: Any, payload: Any = None) -> None:
         if name == "tiles_planned":
             events["planned"] = dict(fields)
             events["plan"] = (payload or {}).get("plan")
@@ -114,14 +118,21 @@ def run_wsidesk(slide: Path, model_path: Path, args: argparse.Namespace, workdir
             events["batches"] += 1
 
     ctx = JobContext(
-        run_id="bench", profile="default", workflow=Workflow(name="bench", branches=(Branch("b", (job,)),)),
-        branch="b", job=job, params=params, image=slide, out_dir=out_dir, emit=emit,
+        run_id="bench",
+        profile="default",
+        workflow=Workflow(name="bench", branches=(Branch("b", (job,)),)),
+        branch="b",
+        job=job,
+        params=params,
+        image=slide,
+        out_dir=out_dir,
+        emit=emit,
         checkpoints=MemoryCheckpoints(),
     )
     captured: dict[str, Any] = {}
     original = engine_mod.segment_slide
 
-    def capturing(*a: Any, **k: Any) -> Any:  # noqa: ANN401
+    def capturing(*a: Any, **k: Any) -> Any:
         captured["start"] = time.perf_counter()
         report = original(*a, **k)
         captured["report"] = report
@@ -159,7 +170,11 @@ def run_wsidesk(slide: Path, model_path: Path, args: argparse.Namespace, workdir
 
 # -- (2) model alone -----------------------------------------------------------------------------
 def run_model_alone(
-    slide: Path, model_path: Path, args: argparse.Namespace, precision: str, plan: Any  # noqa: ANN401
+    slide: Path,
+    model_path: Path,
+    args: argparse.Namespace,
+    precision: str,
+    plan: Any,
 ) -> dict[str, Any]:
     """Pre-read, pre-normalised tiles of the same plan; only the module, on batches."""
     import torch
@@ -180,15 +195,15 @@ def run_model_alone(
     plan = plan or plan2
     normaliser = SlideNormaliser.from_thumbnail(thumbnail, mask)
     tiles = list(plan.tissue_tiles)
-    limit = args.model_alone_tiles if args.model_alone_tiles > 0 else (
-        len(tiles) if model.device != "cpu" else 2 * args.batch_size
+    limit = (
+        args.model_alone_tiles
+        if args.model_alone_tiles > 0
+        else (len(tiles) if model.device != "cpu" else 2 * args.batch_size)
     )
     tiles = tiles[: max(1, min(limit, len(tiles)))]
     rgbs = [r.rgb for r in TileReader(lambda: open_slide(slide), plan, tiles) if r.ok]
     bs = args.batch_size
-    batches = [
-        normaliser.to_tensor(np.stack(rgbs[i : i + bs]), model.device) for i in range(0, len(rgbs), bs)
-    ]
+    batches = [normaliser.to_tensor(np.stack(rgbs[i : i + bs]), model.device) for i in range(0, len(rgbs), bs)]
     if precision in ("bf16", "fp16") and model.device.startswith("cuda"):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         autocast: Any = lambda: torch.autocast(device_type="cuda", dtype=dtype)  # noqa: E731
@@ -196,7 +211,7 @@ def run_model_alone(
         autocast = nullcontext
     objects = 0
 
-    def one(x: Any) -> int:  # noqa: ANN401
+    def one(x: Any) -> int:
         with torch.inference_mode(), autocast():
             out = model.module(x)
         out = out[0] if isinstance(out, tuple | list) else out
@@ -217,8 +232,12 @@ def run_model_alone(
     _sync(model.device)
     seconds = time.perf_counter() - t0
     return {
-        "wall_s": seconds, "tiles": len(rgbs), "tile_px": plan.tile_size + 2 * plan.padding,
-        "objects_in_tiles": objects, "warmup_s": warm, "precision": precision,
+        "wall_s": seconds,
+        "tiles": len(rgbs),
+        "tile_px": plan.tile_size + 2 * plan.padding,
+        "objects_in_tiles": objects,
+        "warmup_s": warm,
+        "precision": precision,
     }
 
 
@@ -249,15 +268,17 @@ def run_instanseg(
     copy_dir.mkdir(parents=True, exist_ok=True)
     copy = copy_dir / slide.name
     shutil.copy2(slide, copy)
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
-        "cpu" if args.device == "auto" else args.device
+    device = (
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
     )
     module = torch.jit.load(str(model_path), map_location=device)
     inst = InstanSeg(module, device=device, verbosity=0)
     calls = {"n": 0, "s": 0.0}
     small = inst.eval_small_image
 
-    def counting(*a: Any, **k: Any) -> Any:  # noqa: ANN401
+    def counting(*a: Any, **k: Any) -> Any:
         t = time.perf_counter()
         out = small(*a, **k)
         _sync(device)
@@ -268,7 +289,10 @@ def run_instanseg(
     inst.eval_small_image = counting  # type: ignore[method-assign]
     t0 = time.perf_counter()
     inst.eval_whole_slide_image(
-        str(copy), tile_size=args.tile_size, overlap=INSTANSEG_OVERLAP, batch_size=args.batch_size,
+        str(copy),
+        tile_size=args.tile_size,
+        overlap=INSTANSEG_OVERLAP,
+        batch_size=args.batch_size,
         use_otsu_threshold=otsu,
     )
     _sync(device)
@@ -279,8 +303,14 @@ def run_instanseg(
     count_s = time.perf_counter() - t1
     shutil.rmtree(copy_dir, ignore_errors=True)
     return {
-        "wall_s": wall, "tiles": calls["n"], "tile_px": args.tile_size, "objects": objects,
-        "model_s": calls["s"], "stitch_s": wall - calls["s"], "count_s": count_s, "otsu": otsu,
+        "wall_s": wall,
+        "tiles": calls["n"],
+        "tile_px": args.tile_size,
+        "objects": objects,
+        "model_s": calls["s"],
+        "stitch_s": wall - calls["s"],
+        "count_s": count_s,
+        "otsu": otsu,
     }
 
 
@@ -297,11 +327,22 @@ def conditions(slide: Path, model_path: Path, args: argparse.Namespace, ws: dict
         reader.close()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
-        "slide": str(slide), "dims": list(dims), "mpp": mpp, "levels": levels, "model": str(model_path),
-        "device": (ws or {}).get("device", args.device), "gpu": gpu, "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "python": platform.python_version(),
-        "batch": args.batch_size, "tile": args.tile_size, "padding": args.padding,
-        "precision_asked": args.precision, "precision_used": (ws or {}).get("precision"),
+        "slide": str(slide),
+        "dims": list(dims),
+        "mpp": mpp,
+        "levels": levels,
+        "model": str(model_path),
+        "device": (ws or {}).get("device", args.device),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "batch": args.batch_size,
+        "tile": args.tile_size,
+        "padding": args.padding,
+        "precision_asked": args.precision,
+        "precision_used": (ws or {}).get("precision"),
     }
 
 
@@ -334,7 +375,10 @@ def print_report(fig: dict[str, Any]) -> None:
         rows.append(("InstanSeg WSI (Otsu)", b["wall_s"], b["tiles"], b["tile_px"], b["objects"]))
     alone_rate = _rate(alone["tiles"], alone["wall_s"]) if alone else None
     print("\n== throughput ==")
-    head = f"{'run':32s} {'wall s':>9s} {'tiles':>6s} {'tiles/s':>8s} {'Mpx/s':>7s} {'objects':>8s} {'IS/this':>8s} {'%alone':>7s}"
+    head = (
+        f"{'run':32s} {'wall s':>9s} {'tiles':>6s} {'tiles/s':>8s} {'Mpx/s':>7s} "
+        f"{'objects':>8s} {'IS/this':>8s} {'%alone':>7s}"
+    )
     print(head)
     print("-" * len(head))
     for name, wall, tiles, px, objects in rows:
@@ -349,14 +393,19 @@ def print_report(fig: dict[str, Any]) -> None:
     print("IS/this = InstanSeg (no Otsu) wall / this wall; %alone = tiles/s as % of the model-alone rate")
     if ws:
         print("\n== wsidesk stages ==")
-        print(f"setup (model load, thumbnail, tissue, plan, normaliser) {ws['setup_s']:.2f}s; "
-              f"engine {ws['engine_s']:.2f}s; outputs written {ws['write_s']:.2f}s; "
-              f"{ws['tiles_total']} tiles planned, {ws['tiles']} tissue tiles run, {ws['tiles_failed']} failed")
+        print(
+            f"setup (model load, thumbnail, tissue, plan, normaliser) {ws['setup_s']:.2f}s; "
+            f"engine {ws['engine_s']:.2f}s; outputs written {ws['write_s']:.2f}s; "
+            f"{ws['tiles_total']} tiles planned, {ws['tiles']} tissue tiles run, {ws['tiles_failed']} failed"
+        )
         print(f"{'stage':12s} {'seconds':>9s} {'tiles/s':>9s}  note")
         notes = {
-            "read": "summed over reader threads", "wait_read": "model thread waiting for reads",
-            "normalise": "on the model thread", "infer": "model incl. its post-processing, to host",
-            "postprocess": "extract cells (post thread + extract pool)", "merge": "seam merge",
+            "read": "summed over reader threads",
+            "wait_read": "model thread waiting for reads",
+            "normalise": "on the model thread",
+            "infer": "model incl. its post-processing, to host",
+            "postprocess": "extract cells (post thread + extract pool)",
+            "merge": "seam merge",
         }
         for k, v in ws["stages_s"].items():
             print(f"{k:12s} {v:9.2f} {_rate(ws['tiles'], v):9.2f}  {notes.get(k, '')}")
@@ -365,9 +414,11 @@ def print_report(fig: dict[str, Any]) -> None:
         for key in ("instanseg", "instanseg_otsu"):
             b = fig.get(key)
             if b:
-                print(f"{'Otsu' if b['otsu'] else 'no Otsu':8s}: eval_small_image (read→model) {b['model_s']:.2f}s, "
-                      f"stitching/zarr {b['stitch_s']:.2f}s ({100 * b['stitch_s'] / b['wall_s']:.0f}%); "
-                      f"counting the zarr {b['count_s']:.2f}s (not in wall)")
+                print(
+                    f"{'Otsu' if b['otsu'] else 'no Otsu':8s}: eval_small_image (read→model) {b['model_s']:.2f}s, "
+                    f"stitching/zarr {b['stitch_s']:.2f}s ({100 * b['stitch_s'] / b['wall_s']:.0f}%); "
+                    f"counting the zarr {b['count_s']:.2f}s (not in wall)"
+                )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,16 +428,25 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--demo", metavar="WxH", help=f"write and use a synthetic demo slide (e.g. {DEFAULT_DEMO})")
     p.add_argument("--data-dir", help="real test data folder (default $WSIDESK_TEST_DATA or ../shared/data)")
     p.add_argument("--model", default="brightfield_nuclei", help="model name or instanseg.pt path")
-    p.add_argument("--models-dir", help="where named models are installed (default $WSIDESK_MODEL_DIR or "
-                   "~/.cache/wsidesk/models)")
+    p.add_argument(
+        "--models-dir", help="where named models are installed (default $WSIDESK_MODEL_DIR or ~/.cache/wsidesk/models)"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="wsidesk's precision param (InstanSeg always runs fp32)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="wsidesk's precision param (InstanSeg always runs fp32)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--tile-size", type=int, default=512)
     p.add_argument("--padding", type=int, default=80)
-    p.add_argument("--model-alone-tiles", type=int, default=0,
-                   help="tiles for the model-alone rate (default: all on a GPU, 2 batches on CPU)")
+    p.add_argument(
+        "--model-alone-tiles",
+        type=int,
+        default=0,
+        help="tiles for the model-alone rate (default: all on a GPU, 2 batches on CPU)",
+    )
     p.add_argument("--skip-instanseg", action="store_true", help="skip InstanSeg's eval_whole_slide_image")
     p.add_argument("--skip-otsu", action="store_true", help="skip InstanSeg's run with use_otsu_threshold")
     p.add_argument("--skip-model-alone", action="store_true")
@@ -394,11 +454,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
 
-    models_dir = Path(args.models_dir or os.environ.get("WSIDESK_MODEL_DIR")
-                      or Path.home() / ".cache" / "wsidesk" / "models")
+    models_dir = Path(
+        args.models_dir or os.environ.get("WSIDESK_MODEL_DIR") or Path.home() / ".cache" / "wsidesk" / "models"
+    )
     os.environ["WSIDESK_MODEL_DIR"] = str(models_dir)
     fig: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="wsidesk-bench-") as tmp:
@@ -410,8 +472,11 @@ def main(argv: list[str] | None = None) -> int:
 
         t = time.perf_counter()
         ws = run_wsidesk(slide, model_path, args, workdir)
-        print(f"[wsidesk] {ws['wall_s']:.1f}s, {ws['tiles']} tiles, {ws['objects']} objects "
-              f"(wall {time.perf_counter() - t:.1f}s)", flush=True)
+        print(
+            f"[wsidesk] {ws['wall_s']:.1f}s, {ws['tiles']} tiles, {ws['objects']} objects "
+            f"(wall {time.perf_counter() - t:.1f}s)",
+            flush=True,
+        )
         plan = ws.pop("plan")
         fig["wsidesk"] = ws
         if not args.skip_model_alone:
@@ -423,8 +488,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[InstanSeg] {fig['instanseg']['wall_s']:.1f}s, {fig['instanseg']['objects']} objects", flush=True)
             if not args.skip_otsu:
                 fig["instanseg_otsu"] = run_instanseg(slide, model_path, args, workdir, otsu=True)
-                print(f"[InstanSeg Otsu] {fig['instanseg_otsu']['wall_s']:.1f}s, "
-                      f"{fig['instanseg_otsu']['objects']} objects", flush=True)
+                print(
+                    f"[InstanSeg Otsu] {fig['instanseg_otsu']['wall_s']:.1f}s, "
+                    f"{fig['instanseg_otsu']['objects']} objects",
+                    flush=True,
+                )
         fig["conditions"] = conditions(slide, model_path, args, ws)
         fig["wsidesk"].pop("outputs", None)
     print_report(fig)

@@ -64,11 +64,25 @@ def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         pytest.skip("PyInstaller is not installed: `pip install -e '.[bundle]'` (make test installs it)")
     tmp = tmp_path_factory.mktemp("bundle")
     t0 = time.monotonic()
-    cmd = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--clean", "--log-level", "WARN",
-           "--distpath", str(tmp / "dist"), "--workpath", str(tmp / "build"), str(ROOT / "wsidesk.spec")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        "--noconfirm",
+        "--clean",
+        "--log-level",
+        "WARN",
+        "--distpath",
+        str(tmp / "dist"),
+        "--workpath",
+        str(tmp / "build"),
+        str(ROOT / "wsidesk.spec"),
+    ]
     built = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=BUILD_TIMEOUT_S, check=False)
     seconds = time.monotonic() - t0
-    assert built.returncode == 0, f"pyinstaller failed after {seconds:.0f}s:\n{built.stdout[-3000:]}{built.stderr[-6000:]}"
+    assert built.returncode == 0, (
+        f"pyinstaller failed after {seconds:.0f}s:\n{built.stdout[-3000:]}{built.stderr[-6000:]}"
+    )
     shutil.rmtree(tmp / "build", ignore_errors=True)  # ~1 GB of intermediate files
     exe = tmp / "dist" / "wsidesk" / EXE_NAME
     assert exe.is_file(), f"no executable at {exe}"
@@ -79,8 +93,9 @@ def bundle(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 def run_bundle(exe: Path, *args: str, data: Path, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=bundle_env(data), cwd=cwd,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, env=bundle_env(data), cwd=cwd, timeout=timeout, check=False
+    )
 
 
 def test_bundle_carries_model_examples_and_openslide_and_stays_small(bundle):
@@ -93,8 +108,11 @@ def test_bundle_carries_model_examples_and_openslide_and_stays_small(bundle):
         # collect_dynamic_libs misses the versioned name; without it the first slide fails to open
         assert (internal / "openslide_bin" / "libopenslide.so.1").is_file()
         # Qt's X11 plugin needs these, which a bare Linux lacks; PyInstaller copies them from the build machine
-        lacking = [lib for lib in ("libxcb-cursor.so.0", "libxcb-icccm.so.4", "libxkbcommon-x11.so.0")
-                   if not (internal / lib).is_file()]
+        lacking = [
+            lib
+            for lib in ("libxcb-cursor.so.0", "libxcb-icccm.so.4", "libxkbcommon-x11.so.0")
+            if not (internal / lib).is_file()
+        ]
         assert not lacking, f"bundle lacks {lacking}: build where they are installed (`make system-deps`)"
     assert not (internal / "torch" / "test").exists()
     for unused in ("PyQt5", "PyQt6", "pandas", "tkinter"):
@@ -127,15 +145,39 @@ def test_bundled_headless_run_of_the_example_workflows(bundle, tmp_path, request
     data = tmp_path / "data"
     nuclei = {}
     for name, (w, h, seed) in {"demo_a": (2048, 1536, 1), "demo_b": (1536, 1024, 2)}.items():
-        out = run_bundle(bundle, "demo-slide", str(tmp_path / "demo" / f"{name}.svs"), "--width", str(w),
-                         "--height", str(h), "--seed", str(seed), "--json", data=data, cwd=tmp_path, timeout=120)
+        out = run_bundle(
+            bundle,
+            "demo-slide",
+            str(tmp_path / "demo" / f"{name}.svs"),
+            "--width",
+            str(w),
+            "--height",
+            str(h),
+            "--seed",
+            str(seed),
+            "--json",
+            data=data,
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert out.returncode == 0, out.stdout + out.stderr
         nuclei[name] = json.loads(out.stdout)["nuclei"]
 
     t0 = time.monotonic()
     # cells_two_slides.yaml asks for brightfield_nuclei (a download); the bundled model stands in for it.
-    out = run_bundle(bundle, "run", str(examples / "tissue_two_branches.yaml"), str(examples / "cells_two_slides.yaml"),
-                     "--model", "wsidesk_test_nuclei", "--workers", "2", "--json", data=data, cwd=tmp_path)
+    out = run_bundle(
+        bundle,
+        "run",
+        str(examples / "tissue_two_branches.yaml"),
+        str(examples / "cells_two_slides.yaml"),
+        "--model",
+        "wsidesk_test_nuclei",
+        "--workers",
+        "2",
+        "--json",
+        data=data,
+        cwd=tmp_path,
+    )
     seconds = time.monotonic() - t0
     assert out.returncode == 0, out.stdout + out.stderr[-5000:]
     runs = {r["workflow"]: r for r in json.loads(out.stdout)["runs"]}

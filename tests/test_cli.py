@@ -17,14 +17,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def wsidesk(*args: str, data: Path, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "WSIDESK_DATA_DIR": str(data)}
-    return subprocess.run([sys.executable, "-m", "wsidesk", *args], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "wsidesk", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def spawn(*args: str, data: Path) -> subprocess.Popen:
     env = {**os.environ, "WSIDESK_DATA_DIR": str(data)}
-    return subprocess.Popen([sys.executable, "-m", "wsidesk", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "wsidesk", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 @pytest.fixture
@@ -44,14 +57,17 @@ def serial_wf(tmp_path: Path, slide: Path, n: int) -> Path:
 
 
 def test_run_two_branches_writes_outputs_and_json_summary(tmp_path, slide):
-    wf = write_wf(tmp_path, f"""
+    wf = write_wf(
+        tmp_path,
+        f"""
 name: Two branches
 dag:
   A:
     - {{job_id: a, type: tissue, image: {slide}}}
   B:
     - {{job_id: b, type: tissue, image: {slide}, params: {{tile_size: 256}}}}
-""")
+""",
+    )
     out = wsidesk("run", str(wf), "--json", "--profile", "alice", data=tmp_path / "data")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)["runs"][0]
@@ -71,7 +87,9 @@ dag:
 def test_run_with_failing_job_exits_1_and_other_branch_finishes(tmp_path, slide):
     junk = tmp_path / "junk.svs"
     junk.write_text("this is not a slide")
-    wf = write_wf(tmp_path, f"""
+    wf = write_wf(
+        tmp_path,
+        f"""
 name: one bad slide
 dag:
   bad:
@@ -79,7 +97,8 @@ dag:
     - {{job_id: bad2, type: tissue, image: junk.svs}}
   good:
     - {{job_id: good, type: tissue, image: {slide}}}
-""")
+""",
+    )
     out = wsidesk("run", str(wf), "--json", data=tmp_path / "data")
     assert out.returncode == 1, out.stderr
     jobs = json.loads(out.stdout)["runs"][0]["jobs"]
@@ -98,14 +117,18 @@ def test_invalid_workflow_exits_2_and_nothing_runs(tmp_path, slide):
 
 def test_validate_reports_each_file(tmp_path, slide):
     good = write_wf(tmp_path, f"name: ok\ndag:\n  A:\n    - {{job_id: a, type: tissue, image: {slide}}}\n", "good.yaml")
-    cyclic = write_wf(tmp_path, f"""
+    cyclic = write_wf(
+        tmp_path,
+        f"""
 name: cyclic
 dag:
   A:
     - {{job_id: a, type: tissue, image: {slide}, depends_on: [b]}}
   B:
     - {{job_id: b, type: tissue, image: {slide}, depends_on: [a]}}
-""", "cyclic.yaml")
+""",
+        "cyclic.yaml",
+    )
     assert wsidesk("validate", str(good), data=tmp_path / "d").returncode == 0
     out = wsidesk("validate", str(good), str(cyclic), data=tmp_path / "d")
     assert out.returncode == 2
@@ -203,8 +226,9 @@ def test_profiles_add_list_remove(tmp_path):
 
 
 def test_demo_slide_command_writes_aperio_slide_and_truth(tmp_path):
-    out = wsidesk("demo-slide", str(tmp_path / "d.svs"), "--width", "2048", "--height", "1536", "--json",
-                  data=tmp_path / "data")
+    out = wsidesk(
+        "demo-slide", str(tmp_path / "d.svs"), "--width", "2048", "--height", "1536", "--json", data=tmp_path / "data"
+    )
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
     assert info["nuclei"] > 0 and Path(info["truth"]).is_file()

@@ -28,8 +28,17 @@ def task(tmp_path):
     """`task(fn)`: a job task whose job function returns `fn()`."""
 
     def make(fn):
-        spec = JobSpec(run_id="r", profile="p", workflow=_WORKFLOW, branch="b", job=_JOB, params={}, image=None,
-                       out_dir=tmp_path / "job", function=partial(_call, fn))
+        spec = JobSpec(
+            run_id="r",
+            profile="p",
+            workflow=_WORKFLOW,
+            branch="b",
+            job=_JOB,
+            params={},
+            image=None,
+            out_dir=tmp_path / "job",
+            function=partial(_call, fn),
+        )
         hooks = JobHooks(emit=lambda *a: None, is_cancelled=lambda: False, checkpoints=MemoryCheckpoints())
         return JobTask(spec, hooks)
 

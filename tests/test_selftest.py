@@ -64,8 +64,20 @@ def test_selftest_names_a_module_the_build_lost(tmp_path, capsys, monkeypatch):
 
 
 def test_selftest_json_report(tmp_path, capsys):
-    status = main(["selftest", "--json", "--skip", "qt", "--skip", "segment", "--model", str(tmp_path / "no.pt"),
-                   "--data-dir", str(tmp_path)])
+    status = main(
+        [
+            "selftest",
+            "--json",
+            "--skip",
+            "qt",
+            "--skip",
+            "segment",
+            "--model",
+            str(tmp_path / "no.pt"),
+            "--data-dir",
+            str(tmp_path),
+        ]
+    )
     assert status == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False and doc["frozen"] is False and doc["wsidesk"]
@@ -81,8 +93,14 @@ def test_selftest_fails_qt_when_no_font_is_installed(tmp_path):
     conf.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig></fontconfig>\n')
     env = {**os.environ, "FONTCONFIG_FILE": str(conf), "QT_QPA_PLATFORM": "offscreen"}
     skips = [a for name in ("slide", "torch", "model", "segment") for a in ("--skip", name)]
-    out = subprocess.run([sys.executable, "-m", "wsidesk", "selftest", *skips, "--data-dir", str(tmp_path)],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "wsidesk", "selftest", *skips, "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert out.returncode == 1, out.stdout + out.stderr
     line = lines_by_check(out.stdout)["qt"]
     assert line.startswith("FAILED: RuntimeError: Qt found no usable font"), out.stdout

@@ -86,9 +86,7 @@ def slide_percentiles(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.percentile(sub, 0.1, axis=0), np.percentile(sub, 99.9, axis=0)
 
 
-def sample_batch(
-    rng: np.random.Generator, slides: list, batch: int
-) -> tuple[np.ndarray, np.ndarray]:
+def sample_batch(rng: np.random.Generator, slides: list, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """A batch of (B,3,CROP,CROP) float32 normalised crops and (B,1,CROP,CROP) int64 labels.
 
     Two crops in three sit on a random nucleus; the rest are uniform over the slide, so pure glass
@@ -177,7 +175,10 @@ def evaluate(module, folder: Path, seed: int, tile: int = 256) -> dict[str, obje
                     acc[key] = [u + v for u, v in zip(acc[key], counts, strict=True)]
         for key, (tp, fp, fn) in acc.items():
             res[f"{mode}_norm_{key}_tiles"] = {
-                "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 4), "tp": tp, "fp": fp, "fn": fn
+                "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 4),
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
             }
     res["f1_at_0.5"] = res["slide_norm_all_tiles"]["f1"]  # type: ignore[index]
     res["tiles"] = (SLIDE_SIZE // tile) ** 2
@@ -226,8 +227,12 @@ def main() -> None:
     # one thread: on a shared 2-core machine two OpenMP threads were ~4x slower (barrier stalls)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="stop training early after this long (the steps done are recorded)")
+    ap.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop training early after this long (the steps done are recorded)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -311,9 +316,16 @@ def main() -> None:
         "size_bytes": size,
         "input": "float32 (N,3,H,W) RGB, per-channel percentile 0.1/99.9 normalised",
         "output": "(N,1,H,W) float32 instance labels (0 = background)",
-        "architecture": {"model": "InstanSeg_UNet", "layers": LAYERS, "norm": "BATCH",
-                         "n_sigma": 2, "dim_coords": 2, "dim_seeds": 1, "mlp_width": 5,
-                         "parameters": n_params},
+        "architecture": {
+            "model": "InstanSeg_UNet",
+            "layers": LAYERS,
+            "norm": "BATCH",
+            "n_sigma": 2,
+            "dim_coords": 2,
+            "dim_seeds": 1,
+            "mlp_width": 5,
+            "parameters": n_params,
+        },
         "training": {
             "data": f"write_demo_slide {SLIDE_SIZE}x{SLIDE_SIZE} mpp {PIXEL_SIZE} seeds "
             f"{list(TRAIN_SEEDS)}; labels rasterised from the truth ellipses; {CROP}px crops, "

@@ -9,12 +9,16 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 from wsidesk.core.errors import WsideskError  # noqa: E402
 from wsidesk.core.profiles import DEFAULT_PROFILE, check_profile_name  # noqa: E402
 from wsidesk.core.store import Store  # noqa: E402
+
+if TYPE_CHECKING:  # Qt types stay out of this module's import time
+    from wsidesk.gui.main_window import MainWindow
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +112,7 @@ def build_main_window(
     workers: int | None = None,
     max_active_profiles: int = 3,
     executor: ExecutorChoice | None = None,
-):  # noqa: ANN201 - Qt types stay out of this module's import time
+) -> MainWindow:
     """The main window and what it runs on; the caller owns the QApplication.
 
     Where jobs run comes from `executor`, else the saved settings; `workers`, when given, wins.
@@ -131,8 +135,9 @@ def build_main_window(
     jobs_executor, warning = _executor_for(chosen, data_dir, executor.cluster_config if executor else None)
     bridge = EventBridge()
     runner = Runner(store, jobs_executor, max_active_profiles=max_active_profiles, sink=bridge)
-    services = Services(store, runner, jobs_executor, bridge, settings, executor_settings=chosen,
-                        executor_warning=warning)
+    services = Services(
+        store, runner, jobs_executor, bridge, settings, executor_settings=chosen, executor_warning=warning
+    )
     return MainWindow(services, profile=profile)
 
 
@@ -153,8 +158,9 @@ def _executor_for(chosen, data_dir: Path, cluster_config: Path | None):  # noqa:
         cluster = find_cluster_config(cluster_config, data_dir)
         address = chosen.scheduler_address or cluster.scheduler_address
         # Without a scheduler, `workers` sizes the local cluster; with one, the cluster decides.
-        executor = make_executor("dask", workers=None if address else chosen.workers, cluster=cluster,
-                                 scheduler_address=address)
+        executor = make_executor(
+            "dask", workers=None if address else chosen.workers, cluster=cluster, scheduler_address=address
+        )
     except ImportError:
         why = "Dask is not installed (pip install 'wsidesk[cluster]')"
     except WsideskError as exc:
@@ -190,8 +196,9 @@ def run_gui(
     app.setOrganizationName("wsidesk")
     model = default_model(data_dir)
     warm_up(data_dir / "models", model)
-    window = build_main_window(data_dir, profile=profile, workers=workers, max_active_profiles=max_active_profiles,
-                               executor=executor)
+    window = build_main_window(
+        data_dir, profile=profile, workers=workers, max_active_profiles=max_active_profiles, executor=executor
+    )
     files = [str(p) for p in paths]
     if not files and not window.store.slides(window.profiles.current):
         slide, workflow = demo_files(data_dir, model=model)

@@ -46,15 +46,24 @@ def _cluster(parser: argparse.ArgumentParser, *, default: str | None = "local") 
     """Where jobs run; `--workers` then defaults to the cluster's thread count for Dask."""
     parser.set_defaults(workers=None)
     group = parser.add_argument_group("executor (where jobs run)")
-    group.add_argument("--executor", choices=("local", "dask"), default=default,
-                       help="local: threads of this process; dask: a Dask cluster (default: "
-                            f"{default or 'the saved setting, File > Settings'})")
-    group.add_argument("--scheduler-address", metavar="ADDR",
-                       help="Dask scheduler, e.g. tls://gpu-head:8786 (else cluster.yaml's; "
-                            "else a local cluster on 127.0.0.1)")
-    group.add_argument("--cluster-config", type=Path, metavar="FILE",
-                       help="cluster settings: scheduler_address, timeout, tls "
-                            "(default <data-dir>/cluster.yaml when it exists)")
+    group.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default=default,
+        help="local: threads of this process; dask: a Dask cluster (default: "
+        f"{default or 'the saved setting, File > Settings'})",
+    )
+    group.add_argument(
+        "--scheduler-address",
+        metavar="ADDR",
+        help="Dask scheduler, e.g. tls://gpu-head:8786 (else cluster.yaml's; else a local cluster on 127.0.0.1)",
+    )
+    group.add_argument(
+        "--cluster-config",
+        type=Path,
+        metavar="FILE",
+        help="cluster settings: scheduler_address, timeout, tls (default <data-dir>/cluster.yaml when it exists)",
+    )
 
 
 def _segmentation(parser: argparse.ArgumentParser) -> None:
@@ -119,10 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     selftest = sub.add_parser("selftest", help="check Qt, OpenSlide, torch, the model and one segmented tile")
     selftest.add_argument("--model", default=None, help="model to load and run (default: the bundled test model)")
-    selftest.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto",
-                          help="where the model runs (auto)")
-    selftest.add_argument("--skip", action="append", default=[], metavar="CHECK",
-                          choices=["qt", "slide", "torch", "model", "segment"], help="leave out a check")
+    selftest.add_argument(
+        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="where the model runs (auto)"
+    )
+    selftest.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="CHECK",
+        choices=["qt", "slide", "torch", "model", "segment"],
+        help="leave out a check",
+    )
     selftest.add_argument("--data-dir", type=Path, help="data folder whose models/ to look in")
     selftest.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     selftest.add_argument("-v", "--verbose", action="store_true", help="log debug messages and tracebacks")
@@ -177,14 +193,19 @@ def _profile(args: argparse.Namespace, owner: str | None = None) -> str:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from wsidesk.app import run_gui
-    from wsidesk.app import ExecutorChoice
+    from wsidesk.app import ExecutorChoice, run_gui
 
     data_dir = _data_dir(args)
     kind = args.executor or ("dask" if args.scheduler_address or args.cluster_config else None)
     choice = ExecutorChoice(kind, args.scheduler_address, args.cluster_config) if kind else None
-    return run_gui(args.paths, data_dir=data_dir, profile=args.profile, workers=args.workers,
-                   max_active_profiles=args.max_active_profiles, executor=choice)
+    return run_gui(
+        args.paths,
+        data_dir=data_dir,
+        profile=args.profile,
+        workers=args.workers,
+        max_active_profiles=args.max_active_profiles,
+        executor=choice,
+    )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -270,9 +291,9 @@ def _execute(
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when Dask loads, here and in workers
     # Before the store is opened: a scheduler that cannot be reached means nothing ran (exit 2).
     cluster = find_cluster_config(args.cluster_config, _data_dir(args)) if dask else None
-    executor = make_executor(args.executor, workers=workers, cluster=cluster,
-                             scheduler_address=args.scheduler_address,
-                             event_payloads=False)  # the console shows counts, never cell polygons
+    executor = make_executor(
+        args.executor, workers=workers, cluster=cluster, scheduler_address=args.scheduler_address, event_payloads=False
+    )  # the console shows counts, never cell polygons
     try:
         store = Store(_data_dir(args))
     except BaseException:
@@ -308,8 +329,10 @@ def _execute(
     summaries = [runner.summary(profile, run_id) for profile, run_id in run_ids]
     store.close()
     for s in summaries:
-        print(f"run {s['run_id']} ({s['workflow']!r}, profile {s['profile']}): {s['status']} -> {s['run_dir']}",
-              file=sys.stderr)
+        print(
+            f"run {s['run_id']} ({s['workflow']!r}, profile {s['profile']}): {s['status']} -> {s['run_dir']}",
+            file=sys.stderr,
+        )
     if runner.executor_error is not None:  # e.g. the Dask scheduler went away: runs were saved as interrupted
         print(f"wsidesk {args.command}: error: {runner.executor_error}", file=sys.stderr)
     if args.json:
@@ -324,13 +347,21 @@ def cmd_demo_slide(args: argparse.Namespace) -> int:
     from wsidesk.core.slide.demo import write_demo_slide
 
     truth = write_demo_slide(args.out, width=args.width, height=args.height, mpp=args.mpp, seed=args.seed)
-    info = {"slide": str(args.out), "truth": str(truth.truth_path), "nuclei": truth.n_nuclei,
-            "width": args.width, "height": args.height, "mpp": args.mpp}
+    info = {
+        "slide": str(args.out),
+        "truth": str(truth.truth_path),
+        "nuclei": truth.n_nuclei,
+        "width": args.width,
+        "height": args.height,
+        "mpp": args.mpp,
+    }
     if args.json:
         _print_json(info)
     else:
-        print(f"wrote {args.out} ({args.width}x{args.height} px, {args.mpp} µm/px, "
-              f"{truth.n_nuclei} nuclei) and {truth.truth_path}")
+        print(
+            f"wrote {args.out} ({args.width}x{args.height} px, {args.mpp} µm/px, "
+            f"{truth.n_nuclei} nuclei) and {truth.truth_path}"
+        )
     return EXIT_OK
 
 
@@ -383,9 +414,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         return EXIT_OK if all(ok for _, ok, _ in results) else EXIT_FAILED
     infos = store.list()
     if args.json:
-        _print_json({"models": [
-            {"name": m.name, "version": m.version, "installed": m.installed, "path": str(m.path)} for m in infos
-        ]})
+        _print_json(
+            {
+                "models": [
+                    {"name": m.name, "version": m.version, "installed": m.installed, "path": str(m.path)} for m in infos
+                ]
+            }
+        )
     else:
         for m in infos:
             print(f"{m.name} {m.version}: {'installed at ' + str(m.path) if m.installed else 'not installed'}")
@@ -398,5 +433,11 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
     if not args.verbose:  # the report lines are the output; the engine's progress logs would drown them
         logging.getLogger().setLevel(logging.WARNING)
-    return selftest(models_dir=models_root(_data_dir(args) / "models"), model=args.model or DEFAULT_SELFTEST_MODEL,
-                    device=args.device, skip=args.skip, as_json=args.json, verbose=args.verbose)
+    return selftest(
+        models_dir=models_root(_data_dir(args) / "models"),
+        model=args.model or DEFAULT_SELFTEST_MODEL,
+        device=args.device,
+        skip=args.skip,
+        as_json=args.json,
+        verbose=args.verbose,
+    )

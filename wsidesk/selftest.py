@@ -45,7 +45,7 @@ class CheckResult:
         return self.status == "ok"
 
 
-class _Skip(Exception):  # noqa: N818 - control flow, not an error
+class _Skip(Exception):
     pass
 
 
@@ -82,14 +82,25 @@ def _headless_qt() -> None:
 
 # Debian/Ubuntu packages of the system libraries a bundle most often misses, by the name the loader reports.
 DEBIAN_PACKAGES = {
-    "libGL.so.1": "libgl1", "libEGL.so.1": "libegl1", "libOpenGL.so.0": "libopengl0",
-    "libfontconfig.so.1": "libfontconfig1", "libfreetype.so.6": "libfreetype6", "libX11.so.6": "libx11-6",
-    "libX11-xcb.so.1": "libx11-xcb1", "libglib-2.0.so.0": "libglib2.0-0", "libdbus-1.so.3": "libdbus-1-3",
-    "libxkbcommon.so.0": "libxkbcommon0", "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
-    "libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4",
-    "libxcb-image.so.0": "libxcb-image0", "libxcb-keysyms.so.1": "libxcb-keysyms1",
-    "libxcb-render-util.so.0": "libxcb-render-util0", "libxcb-shape.so.0": "libxcb-shape0",
-    "libxcb-xkb.so.1": "libxcb-xkb1", "libwayland-cursor.so.0": "libwayland-cursor0",
+    "libGL.so.1": "libgl1",
+    "libEGL.so.1": "libegl1",
+    "libOpenGL.so.0": "libopengl0",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libfreetype.so.6": "libfreetype6",
+    "libX11.so.6": "libx11-6",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libwayland-cursor.so.0": "libwayland-cursor0",
 }
 
 
@@ -126,8 +137,10 @@ def _check_qt_platform_plugin() -> None:
         missing = _unresolved_libraries(plugin)  # the loader names only the first one
         if missing:
             packages = " ".join(DEBIAN_PACKAGES.get(lib, lib) for lib in missing)
-            why = (f"system libraries missing: {', '.join(missing)} (Debian/Ubuntu: apt-get install {packages}; "
-                   "README, 'Packaged executable', lists them all)")
+            why = (
+                f"system libraries missing: {', '.join(missing)} (Debian/Ubuntu: apt-get install {packages}; "
+                "README, 'Packaged executable', lists them all)"
+            )
         else:
             why = missing_library_hint(str(exc)) or str(exc)
         msg = f"Qt cannot use the X11 display {os.environ['DISPLAY']}: {why}"
@@ -163,8 +176,10 @@ def check_qt(state: _State) -> str:
     app = QApplication.instance() or QApplication(["wsidesk-selftest"])
     family = QFontInfo(app.font()).family()
     if not family:
-        msg = ("Qt found no usable font, so text would render as empty boxes; install one "
-               "(Debian/Ubuntu: apt-get install fonts-dejavu-core libfontconfig1)")
+        msg = (
+            "Qt found no usable font, so text would render as empty boxes; install one "
+            "(Debian/Ubuntu: apt-get install fonts-dejavu-core libfontconfig1)"
+        )
         raise RuntimeError(msg)
     window = build_main_window(state.tmp / "qt-data", workers=1)
     try:
@@ -181,8 +196,10 @@ def check_qt(state: _State) -> str:
         window.close()
         shutdown(window)
         app.processEvents()
-    return (f"PySide6 {PySide6.__version__} (Qt {qVersion()}), platform {app.platformName()}, "
-            f"font {family!r}, main window {size} shown and closed")
+    return (
+        f"PySide6 {PySide6.__version__} (Qt {qVersion()}), platform {app.platformName()}, "
+        f"font {family!r}, main window {size} shown and closed"
+    )
 
 
 def check_slide(state: _State) -> str:
@@ -205,9 +222,11 @@ def check_slide(state: _State) -> str:
     finally:
         reader.close()
     state.slide = path
-    return (f"OpenSlide {openslide.__library_version__} (openslide-python {openslide.__version__}): "
-            f"demo slide {width}x{height} px, vendor {vendor}, {levels} level{'s' * (levels != 1)}, "
-            f"{truth.n_nuclei} nuclei drawn")
+    return (
+        f"OpenSlide {openslide.__library_version__} (openslide-python {openslide.__version__}): "
+        f"demo slide {width}x{height} px, vendor {vendor}, {levels} level{'s' * (levels != 1)}, "
+        f"{truth.n_nuclei} nuclei drawn"
+    )
 
 
 def check_torch(state: _State) -> str:
@@ -262,8 +281,16 @@ def check_segment(state: _State) -> str:
     with warnings.catch_warnings():
         # InstanSeg's post-processing uses sparse CSR tensors: torch warns about their beta state on every run
         warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support", category=UserWarning)
-        report = segment_slide(lambda: open_slide(slide), one, model, normaliser, batch_size=1, precision="fp32",
-                               read_workers=1, postprocess_workers=1)
+        report = segment_slide(
+            lambda: open_slide(slide),
+            one,
+            model,
+            normaliser,
+            batch_size=1,
+            precision="fp32",
+            read_workers=1,
+            postprocess_workers=1,
+        )
     if report.tiles_failed:
         index, reason = next(iter(report.tiles_failed.items()))
         msg = f"tile {index} failed: {reason}"
@@ -348,21 +375,28 @@ def selftest(
     t0 = time.perf_counter()
     if not as_json:
         where = "packaged build" if env["frozen"] else "installed package"
-        print(f"wsidesk {env['wsidesk']} selftest: {where} at {env['location']} "
-              f"(Python {env['python']}, {env['platform']})", file=out, flush=True)
+        print(
+            f"wsidesk {env['wsidesk']} selftest: {where} at {env['location']} "
+            f"(Python {env['python']}, {env['platform']})",
+            file=out,
+            flush=True,
+        )
 
     def show(result: CheckResult) -> None:
         if not as_json:
             print(format_result(result), file=out, flush=True)
 
-    results = run_checks(models_dir=models_dir, model=model, device=device, skip=skip, on_result=show,
-                         verbose=verbose)
+    results = run_checks(models_dir=models_dir, model=model, device=device, skip=skip, on_result=show, verbose=verbose)
     wall = time.perf_counter() - t0
     failed = [r.name for r in results if r.status == "failed" or (r.status == "skipped" and r.name not in skip)]
     ok = not failed
     if as_json:
-        doc = {**env, "ok": ok, "seconds": round(wall, 3),
-               "checks": [{**asdict(r), "seconds": round(r.seconds, 3)} for r in results]}
+        doc = {
+            **env,
+            "ok": ok,
+            "seconds": round(wall, 3),
+            "checks": [{**asdict(r), "seconds": round(r.seconds, 3)} for r in results],
+        }
         json.dump(doc, out, indent=2)
         out.write("\n")
     elif ok:

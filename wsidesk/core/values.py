@@ -7,7 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 
-def reduce_frozen(value: Any) -> tuple[Any, tuple[Any, ...]]:  # noqa: ANN401 - any frozen dataclass
+def reduce_frozen(value: Any) -> tuple[Any, tuple[Any, ...]]:
     """`__reduce__` for a frozen dataclass that keeps read-only mapping views.
 
     The standard pickle cannot copy a `MappingProxyType`; rebuilding the value from its fields, with

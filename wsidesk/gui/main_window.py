@@ -128,7 +128,10 @@ class MainWindow(QMainWindow):
         self.save_as_action = self._action("Save workflow as…", self._on_save_as, QKeySequence.StandardKey.SaveAs)
         self.quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
         self.settings_action = self._action(
-            "Settings…", self._on_settings, QKeySequence.StandardKey.Preferences, "Where jobs run: this computer or Dask"
+            "Settings…",
+            self._on_settings,
+            QKeySequence.StandardKey.Preferences,
+            "Where jobs run: this computer or Dask",
         )
         self.run_action = self._action("Run workflow", self.editor.request_run, "Ctrl+R", "Submit the edited workflow")
         self.segment_action = self._action(
@@ -218,7 +221,8 @@ class MainWindow(QMainWindow):
         if rejected:
             names = ", ".join(Path(p).name for p in rejected)
             QMessageBox.information(
-                self, "Not opened",
+                self,
+                "Not opened",
                 f"{names}: not a slide OpenSlide can read, nor a workflow (.yaml). Nothing was changed.",
             )
 
@@ -352,8 +356,8 @@ class MainWindow(QMainWindow):
                 self.viewer.tissue_overlay.set_mask(payload["mask"])
         elif event.event == "tile_batch_done" and payload is not None:  # a BatchResult
             self.viewer.cell_overlay.add_cells(payload.cells)
-            states = {i: "done" for i in payload.tile_indices}
-            states.update({i: "failed" for i in payload.failed})
+            states = dict.fromkeys(payload.tile_indices, "done")
+            states.update(dict.fromkeys(payload.failed, "failed"))
             self.viewer.tile_overlay.set_tile_states(states)
 
     def _job_type(self, event: Event) -> str | None:
@@ -375,8 +379,9 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_settings(self) -> None:
-        dialog = SettingsDialog(ExecutorSettings.load(self.settings, workers=self.services.executor_settings.workers),
-                                self)
+        dialog = SettingsDialog(
+            ExecutorSettings.load(self.settings, workers=self.services.executor_settings.workers), self
+        )
         if dialog.exec() == SettingsDialog.DialogCode.Accepted:
             dialog.settings().save(self.settings)
             self.statusBar().showMessage(f"saved; from the next start, {dialog.settings().describe()}", 8000)
@@ -474,9 +479,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         if self.editor.is_modified:
-            answer = QMessageBox.question(
-                self, "Unsaved workflow", "The workflow has unsaved changes. Quit anyway?"
-            )
+            answer = QMessageBox.question(self, "Unsaved workflow", "The workflow has unsaved changes. Quit anyway?")
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return

@@ -34,9 +34,7 @@ class LibraryPanel(QWidget):
         self.slides = QListWidget()
         self.slides.itemActivated.connect(lambda item: self.slide_activated.emit(item.data(Qt.ItemDataRole.UserRole)))
         self.results = QListWidget()
-        self.results.itemActivated.connect(
-            lambda item: self.result_activated.emit(item.data(Qt.ItemDataRole.UserRole))
-        )
+        self.results.itemActivated.connect(lambda item: self.result_activated.emit(item.data(Qt.ItemDataRole.UserRole)))
         add = QPushButton("Add slides…")
         add.clicked.connect(self.add_requested)
         layout = QVBoxLayout(self)

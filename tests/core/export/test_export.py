@@ -73,12 +73,17 @@ def test_geojson_round_trip_and_partial_flag(tmp_path: Path) -> None:
 
 
 def test_read_geojson_accepts_plain_qupath_features(tmp_path: Path) -> None:
-    doc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature",
-         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]]]},
-         "properties": {"objectType": "detection", "measurements": [{"name": "a", "value": 2.0}]}},
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 1]}, "properties": {}},
-    ]}
+    doc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]]]},
+                "properties": {"objectType": "detection", "measurements": [{"name": "a", "value": 2.0}]},
+            },
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 1]}, "properties": {}},
+        ],
+    }
     path = tmp_path / "q.geojson"
     path.write_text(json.dumps(doc))
     (cell,) = read_geojson(path)
@@ -102,13 +107,21 @@ def test_csv_has_fixed_header_and_one_row_per_cell(tmp_path: Path) -> None:
 # --- export job ------------------------------------------------------------------------------------------
 
 
-def make_ctx(tmp_path: Path, inputs: dict[str, dict[str, str]], *, params: dict[str, Any] | None = None,
-             cancelled: bool = False) -> JobContext:
+def make_ctx(
+    tmp_path: Path, inputs: dict[str, dict[str, str]], *, params: dict[str, Any] | None = None, cancelled: bool = False
+) -> JobContext:
     job = Job("exp", "export", None, depends_on=tuple(inputs), params=params or {})
     workflow = Workflow(name="w", branches=(Branch("b", (job,)),))
     return JobContext(
-        run_id="r1", profile="default", workflow=workflow, branch="b", job=job,
-        params=dict(params or {}), image=None, out_dir=tmp_path / "exp", inputs=inputs,
+        run_id="r1",
+        profile="default",
+        workflow=workflow,
+        branch="b",
+        job=job,
+        params=dict(params or {}),
+        image=None,
+        out_dir=tmp_path / "exp",
+        inputs=inputs,
         is_cancelled=lambda: cancelled,
     )
 

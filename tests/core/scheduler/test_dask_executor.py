@@ -317,8 +317,17 @@ def test_job_specs_and_event_payloads_survive_the_standard_pickle(tmp_path):
 
     job = Job("j", "segment", "s.svs", params={"tile_size": 256})
     wf = Workflow("w", (Branch("A", (job,)),), defaults={"model": "m"}, layout={"j": (1, 2)})
-    spec = JobSpec(run_id="r", profile="p", workflow=wf, branch="A", job=job, params=wf.job_params(job),
-                   image=tmp_path / "s.svs", out_dir=tmp_path / "j", checkpoints={3: ("done", None)})
+    spec = JobSpec(
+        run_id="r",
+        profile="p",
+        workflow=wf,
+        branch="A",
+        job=job,
+        params=wf.job_params(job),
+        image=tmp_path / "s.svs",
+        out_dir=tmp_path / "j",
+        checkpoints={3: ("done", None)},
+    )
     again = pickle.loads(pickle.dumps(spec))
     assert again == spec and again.workflow.defaults["model"] == "m"
     cell = Cell(np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]]), (1.3, 1.3), (0, 0, 4, 4), 7, {"area": 8.0}, id=1)

@@ -118,9 +118,7 @@ def test_planner_runs_branch_jobs_in_fifo_order() -> None:
 
 def test_one_running_job_per_branch_while_branches_run_in_parallel() -> None:
     planner = Planner(workers=8)
-    planner.submit(
-        "r1", "alice", workflow(branch_A=[job("a1"), job("a2")], branch_B=[job("b1"), job("b2")])
-    )
+    planner.submit("r1", "alice", workflow(branch_A=[job("a1"), job("a2")], branch_B=[job("b1"), job("b2")]))
     assert sorted(planner.ready()) == [k("r1", "a1"), k("r1", "b1")]
 
 

@@ -49,14 +49,10 @@ def workflows(draw: st.DrawFn) -> tuple[Workflow, tuple[str, ...]]:
     for i in range(n_jobs):
         b = draw(st.integers(0, n_branches - 1))
         deps = draw(st.lists(st.integers(0, i - 1), max_size=2, unique=True)) if i else []
-        job = Job(
-            job_id=f"job{i}", type="tissue", image="a.svs", depends_on=tuple(f"job{d}" for d in deps)
-        )
+        job = Job(job_id=f"job{i}", type="tissue", image="a.svs", depends_on=tuple(f"job{d}" for d in deps))
         preds[job.job_id] = [j.job_id for j in members[b]] + list(job.depends_on)
         members[b].append(job)
-    wf = Workflow(
-        name="wf", branches=tuple(Branch(BRANCH_NAMES[b], tuple(js)) for b, js in enumerate(members))
-    )
+    wf = Workflow(name="wf", branches=tuple(Branch(BRANCH_NAMES[b], tuple(js)) for b, js in enumerate(members)))
     done: list[str] = []
     if n_jobs and draw(st.integers(0, 3)) == 0:
         wanted = draw(st.lists(st.booleans(), min_size=n_jobs, max_size=n_jobs))
@@ -121,15 +117,13 @@ class Shadow:
                 raise AssertionError(f"unexpected change {change!r}")
         # A profile that was queued and then lost all its work (cancel) leaves the queue silently.
         self.queue = [
-            q
-            for q in self.queue
-            if any(s.profile == q and p.run_status(r) is None for r, s in self.specs.items())
+            q for q in self.queue if any(s.profile == q and p.run_status(r) is None for r, s in self.specs.items())
         ]
 
     def check(self) -> None:  # noqa: C901, PLR0912 - one place that states every rule
         p = self.planner
         states: dict[JobKey, JobState] = {}
-        for run_id, spec in self.specs.items():
+        for run_id in self.specs:
             for job_id, state in p.job_states(run_id).items():
                 states[JobKey(run_id, job_id)] = state
 
@@ -158,9 +152,7 @@ class Shadow:
         if queued:
             assert len(active) == p.max_active_profiles, "a slot is idle while a profile waits"
 
-        open_profiles = {
-            spec.profile for run_id, spec in self.specs.items() if p.run_status(run_id) is None
-        }
+        open_profiles = {spec.profile for run_id, spec in self.specs.items() if p.run_status(run_id) is None}
         assert set(active) | set(queued) == open_profiles
 
         eligible = set()
@@ -175,10 +167,7 @@ class Shadow:
                 assert key.run_id not in self.cancel_requested
                 # Failure propagates at once: no pending job sits behind a failed or skipped one.
                 assert not any(s in (JobState.FAILED, JobState.SKIPPED) for s in before), key
-                if (
-                    all(s is JobState.SUCCEEDED for s in before)
-                    and self.specs[key.run_id].profile in active
-                ):
+                if all(s is JobState.SUCCEEDED for s in before) and self.specs[key.run_id].profile in active:
                     eligible.add(key)
             if state is JobState.SKIPPED:
                 assert any(s in (JobState.FAILED, JobState.SKIPPED) for s in before), key
@@ -215,8 +204,13 @@ class Shadow:
 OPS = ("submit", "start", "start", "start", "finish", "finish", "finish", "cancel_run", "cancel_profile")
 
 
-def drive(data: st.DataObject | None, workers: int, max_active: int, runs: list[RunSpec],
-          script: list[tuple[str, Any]] | None = None) -> tuple[list[Any], list[tuple[str, Any]]]:
+def drive(
+    data: st.DataObject | None,
+    workers: int,
+    max_active: int,
+    runs: list[RunSpec],
+    script: list[tuple[str, Any]] | None = None,
+) -> tuple[list[Any], list[tuple[str, Any]]]:
     """Play a random scenario (or replay ``script``), checking every rule after every step."""
     planner = Planner(workers=workers, max_active_profiles=max_active)
     shadow = Shadow(planner)
@@ -265,9 +259,7 @@ def drive(data: st.DataObject | None, workers: int, max_active: int, runs: list[
             changes = planner.cancel_run(run_id)
         else:
             profile = choose("which_profile", st.sampled_from(PROFILES))
-            shadow.cancel_requested.update(
-                r for r, s in shadow.specs.items() if s.profile == profile
-            )
+            shadow.cancel_requested.update(r for r, s in shadow.specs.items() if s.profile == profile)
             changes = planner.cancel_profile(profile)
         log.append((op, changes))
         shadow.apply(changes)
@@ -314,9 +306,7 @@ def drive(data: st.DataObject | None, workers: int, max_active: int, runs: list[
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios(), data=st.data())
-def test_every_rule_holds_after_every_step(
-    scenario: tuple[int, int, list[RunSpec]], data: st.DataObject
-) -> None:
+def test_every_rule_holds_after_every_step(scenario: tuple[int, int, list[RunSpec]], data: st.DataObject) -> None:
     workers, max_active, runs = scenario
     log, recorded = drive(data, workers, max_active, runs)
     # Determinism: the same calls give the same answers.

@@ -141,8 +141,9 @@ def env(request, tmp_path, monkeypatch):
     def make(job_function, *, workers: int = 4, max_active_profiles: int = 3, sink=None) -> Runner:
         executor = new_executor(workers)
         made.append(executor)
-        return Runner(store, executor, max_active_profiles=max_active_profiles, sink=sink,
-                      job_functions={"tissue": job_function})
+        return Runner(
+            store, executor, max_active_profiles=max_active_profiles, sink=sink, job_functions={"tissue": job_function}
+        )
 
     yield store, make
     for executor in made:
@@ -189,9 +190,7 @@ def test_same_branch_name_in_two_runs_does_not_serialize(env):
 def test_failure_skips_rest_of_branch_and_dependents_only(env):
     store, make = env
     runner = make(Recorder(fail={"a1"}))
-    run_id = runner.submit(
-        wf("w", {"A": ["a1", "a2"], "B": ["b1"], "C": ["c1"]}, deps={"c1": ("a1",)}), profile="p"
-    )
+    run_id = runner.submit(wf("w", {"A": ["a1", "a2"], "B": ["b1"], "C": ["c1"]}, deps={"c1": ("a1",)}), profile="p")
     assert runner.wait(10)
     states = {j.job_id: j.state for j in store.jobs(run_id)}
     assert states == {"a1": "failed", "a2": "skipped", "b1": "succeeded", "c1": "skipped"}

@@ -121,7 +121,7 @@ class Recorder:
         self.events: list[tuple[str, dict[str, Any], Any]] = []
         self.cancel_after = cancel_after
 
-    def __call__(self, name: str, fields: Any, payload: Any = None) -> None:  # noqa: ANN401
+    def __call__(self, name: str, fields: Any, payload: Any = None) -> None:
         self.events.append((name, dict(fields), payload))
 
     def batches(self) -> list[tuple[dict[str, Any], Any]]:
@@ -150,7 +150,7 @@ def nuclei_image(h: int = 600, w: int = 800, *, seed: int = 0, black_box: tuple[
     return out
 
 
-def whole_plan(reader: ArrayReader, **kwargs: Any) -> TilePlan:  # noqa: ANN401
+def whole_plan(reader: ArrayReader, **kwargs: Any) -> TilePlan:
     mask = TissueMask.for_slide(np.ones((8, 8), dtype=bool), reader.dimensions)
     return plan_tiles(reader, mask=mask, **kwargs)
 
@@ -204,7 +204,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any
 
 
 @pytest.fixture(scope="module")
-def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Any:  # noqa: ANN401
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A 2048x1536 demo slide: a quarter of `demo_slide`, for the job tests that run it several times."""
     from wsidesk.core.slide.demo import write_demo_slide
 
@@ -298,7 +298,7 @@ def test_tile_reader_yields_in_plan_order_and_reads_at_most_max_ahead() -> None:
     delays = iter(rng.uniform(0, 0.004, size=1000).tolist())
 
     class SlowReader(ArrayReader):
-        def read_region(self, *args: Any) -> np.ndarray:  # noqa: ANN401
+        def read_region(self, *args: Any) -> np.ndarray:
             with lock:
                 delay = next(delays)
             time.sleep(delay)  # out-of-order completion across workers
@@ -371,8 +371,14 @@ def test_out_of_memory_halves_the_batch_until_it_fits() -> None:
     module = OomAbove(limit=4)
     results: list[BatchResult] = []
     report = segment_slide(
-        factory, plan, FakeModel(module), norm, batch_size=16, on_batch=results.append,
-        merger=KeepAllMerger(), precision="auto",
+        factory,
+        plan,
+        FakeModel(module),
+        norm,
+        batch_size=16,
+        on_batch=results.append,
+        merger=KeepAllMerger(),
+        precision="auto",
     )
     assert report.batch_size == 4 and report.precision == "fp32"
     assert report.tiles_done == 64 and not report.tiles_failed
@@ -388,7 +394,12 @@ def test_a_tile_failing_twice_is_recorded_with_its_reason_and_the_rest_finish() 
     norm = SlideNormaliser((50.0, 50.0, 50.0), (250.0, 250.0, 250.0))
     results: list[BatchResult] = []
     report = segment_slide(
-        factory, plan, FakeModel(FailsOnBlack()), norm, batch_size=4, on_batch=results.append,
+        factory,
+        plan,
+        FakeModel(FailsOnBlack()),
+        norm,
+        batch_size=4,
+        on_batch=results.append,
         merger=KeepAllMerger(),
     )
     bad = next(t.index for t in plan.tiles if (t.row, t.col) == (2, 2))
@@ -408,8 +419,16 @@ def test_cancel_between_batches_still_delivers_the_batch_in_post_processing() ->
             raise JobCancelled("stop")
 
     with pytest.raises(JobCancelled):
-        segment_slide(factory, plan, FakeModel(ThresholdSegmenter()), norm, batch_size=8,
-                      on_batch=results.append, check_cancelled=check, merger=KeepAllMerger())
+        segment_slide(
+            factory,
+            plan,
+            FakeModel(ThresholdSegmenter()),
+            norm,
+            batch_size=8,
+            on_batch=results.append,
+            check_cancelled=check,
+            merger=KeepAllMerger(),
+        )
     assert len(results) == 3  # the third batch was in post-processing when the cancel was seen
     assert [i for r in results for i in r.tile_indices] == list(range(24))
 
@@ -446,7 +465,9 @@ def test_shards_keep_confirmed_batches_and_ignore_a_torn_last_line(tmp_path: Pat
 
 # -- the segment job (model double) ------------------------------------------------------------------
 def test_segment_job_writes_outputs_events_and_reuses_a_tissue_plan(
-    tmp_path: Path, small_demo: Any, fake_model: dict[str, Any]  # noqa: ANN401
+    tmp_path: Path,
+    small_demo: Any,
+    fake_model: dict[str, Any],
 ) -> None:
     from wsidesk.core.export.geojson import read_geojson
     from wsidesk.core.jobs.tissue import run_tissue_job
@@ -456,8 +477,7 @@ def test_segment_job_writes_outputs_events_and_reuses_a_tissue_plan(
     tissue_out = run_tissue_job(tissue_ctx)
 
     rec = Recorder()
-    ctx = make_ctx(tmp_path / "seg", small_demo.path, params=params, recorder=rec,
-                   inputs={"tissue": tissue_out})
+    ctx = make_ctx(tmp_path / "seg", small_demo.path, params=params, recorder=rec, inputs={"tissue": tissue_out})
     outputs = segment_job.run_segment_job(ctx)
     assert set(outputs) == {"tiles", "cells", "cells_csv"}
     assert not [e for e in rec.events if e[0] == "tiles_planned"]  # the tissue job's plan was used
@@ -474,7 +494,9 @@ def test_segment_job_writes_outputs_events_and_reuses_a_tissue_plan(
 
 
 def test_segment_job_resumes_after_a_cancel_with_the_same_cells(
-    tmp_path: Path, small_demo: Any, fake_model: dict[str, Any]  # noqa: ANN401
+    tmp_path: Path,
+    small_demo: Any,
+    fake_model: dict[str, Any],
 ) -> None:
     from wsidesk.core.export.geojson import read_geojson
 
@@ -508,20 +530,23 @@ def test_segment_job_resumes_after_a_cancel_with_the_same_cells(
 
 
 def test_segment_job_on_an_empty_slide_finds_no_cells_and_succeeds(
-    tmp_path: Path, fake_model: dict[str, Any]  # noqa: ANN401
+    tmp_path: Path,
+    fake_model: dict[str, Any],
 ) -> None:
     from wsidesk.core.export.geojson import read_geojson
     from wsidesk.core.slide.demo import write_demo_slide
 
     demo = write_demo_slide(tmp_path / "empty.svs", width=1024, height=768, tissue=False)
     rec = Recorder()
-    outputs = segment_job.run_segment_job(make_ctx(tmp_path / "seg", demo.path, params={"tile_size": 256}, recorder=rec))
+    outputs = segment_job.run_segment_job(
+        make_ctx(tmp_path / "seg", demo.path, params={"tile_size": 256}, recorder=rec)
+    )
     assert read_geojson(outputs["cells"]) == []
     assert rec.batches()[-1][0] == {"done": 0, "total": 0, "cells": 0, "failed": 0, "batch_cells": 0}
     assert json.loads(Path(outputs["tiles"]).read_text())["tissue"] == 0
 
 
-def test_segment_job_on_a_slide_smaller_than_a_tile(tmp_path: Path, fake_model: dict[str, Any]) -> None:  # noqa: ANN401
+def test_segment_job_on_a_slide_smaller_than_a_tile(tmp_path: Path, fake_model: dict[str, Any]) -> None:
     from wsidesk.core.export.geojson import read_geojson
     from wsidesk.core.slide.demo import write_demo_slide
 
@@ -533,7 +558,7 @@ def test_segment_job_on_a_slide_smaller_than_a_tile(tmp_path: Path, fake_model: 
     assert cells and all(0 <= c.centroid[0] < 300 and 0 <= c.centroid[1] < 200 for c in cells)
 
 
-def test_segment_job_without_mpp_needs_target_mpp_or_mpp(tmp_path: Path, fake_model: dict[str, Any]) -> None:  # noqa: ANN401
+def test_segment_job_without_mpp_needs_target_mpp_or_mpp(tmp_path: Path, fake_model: dict[str, Any]) -> None:
     import tifffile
 
     path = tmp_path / "nompp.tif"
@@ -541,12 +566,16 @@ def test_segment_job_without_mpp_needs_target_mpp_or_mpp(tmp_path: Path, fake_mo
     with pytest.raises(SlideError, match="µm/px.*--target-mpp"):
         segment_job.run_segment_job(make_ctx(tmp_path / "a", path))
     for params in ({"target_mpp": 0.5}, {"mpp": 0.5}):
-        outputs = segment_job.run_segment_job(make_ctx(tmp_path / f"b{len(params)}{next(iter(params))}", path, params=params))
+        outputs = segment_job.run_segment_job(
+            make_ctx(tmp_path / f"b{len(params)}{next(iter(params))}", path, params=params)
+        )
         assert json.loads(Path(outputs["tiles"]).read_text())["done"] == 1
 
 
 def test_segment_job_fails_only_when_every_tissue_tile_failed(
-    tmp_path: Path, small_demo: Any, fake_model: dict[str, Any]  # noqa: ANN401
+    tmp_path: Path,
+    small_demo: Any,
+    fake_model: dict[str, Any],
 ) -> None:
     fake_model["module"] = AlwaysFails()
     ctx = make_ctx(tmp_path / "seg", small_demo.path, params={"tile_size": 1024, "padding": 16})
@@ -563,8 +592,17 @@ def test_model_dir_comes_from_the_environment_or_the_data_folder(
     monkeypatch.delenv(models_module.MODEL_DIR_ENV, raising=False)
     monkeypatch.setenv("WSIDESK_DATA_DIR", str(tmp_path / "default"))
     job = Job("seg", "segment", "x.svs")
-    ctx = JobContext(run_id="r", profile="p", workflow=Workflow("w", (Branch("b", (job,)),)), branch="b",
-                     job=job, params={}, image=None, out_dir=tmp_path / "out", models_dir=tmp_path / "data" / "models")
+    ctx = JobContext(
+        run_id="r",
+        profile="p",
+        workflow=Workflow("w", (Branch("b", (job,)),)),
+        branch="b",
+        job=job,
+        params={},
+        image=None,
+        out_dir=tmp_path / "out",
+        models_dir=tmp_path / "data" / "models",
+    )
     assert segment_job.model_dir(ctx) == tmp_path / "data" / "models"
     assert segment_job.model_dir(replace(ctx, models_dir=None)) == tmp_path / "default" / "models"
     monkeypatch.setenv(models_module.MODEL_DIR_ENV, str(tmp_path / "m"))
@@ -631,7 +669,9 @@ def test_model_path() -> Path:
 
 
 def test_bundled_model_end_to_end_matches_truth_without_duplicates_at_any_tile_size(
-    tmp_path: Path, small_demo: Any, test_model_path: Path  # noqa: ANN401
+    tmp_path: Path,
+    small_demo: Any,
+    test_model_path: Path,
 ) -> None:
     import shapely
 
@@ -653,8 +693,10 @@ def test_bundled_model_end_to_end_matches_truth_without_duplicates_at_any_tile_s
     f1 = _f1(polys[512], _truth_polygons(small_demo.path))
     recorded = _recorded_f1(test_model_path)
     if f1 < 0.95 and recorded is not None and recorded < 0.95:
-        pytest.skip(f"F1@0.5 {f1:.3f} vs truth: the bundled test model is a preliminary one (its model.json "
-                    f"says F1 {recorded:.3f}); seams and duplicates were checked")
+        pytest.skip(
+            f"F1@0.5 {f1:.3f} vs truth: the bundled test model is a preliminary one (its model.json "
+            f"says F1 {recorded:.3f}); seams and duplicates were checked"
+        )
     assert f1 >= 0.95
 
 

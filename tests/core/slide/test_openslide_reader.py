@@ -33,8 +33,13 @@ def _write_generic_tiff(path: Path, image: np.ndarray, *, mpp: float | None) -> 
         level = image
         for k in range(3):
             tif.write(
-                level, tile=(128, 128), photometric="rgb", compression="zlib", metadata=None,
-                subfiletype=1 if k else 0, **(resolution if k == 0 else {}),
+                level,
+                tile=(128, 128),
+                photometric="rgb",
+                compression="zlib",
+                metadata=None,
+                subfiletype=1 if k else 0,
+                **(resolution if k == 0 else {}),
             )
             level = level[::2, ::2]
 
@@ -128,9 +133,7 @@ def test_generic_tiled_tiff_with_reduced_levels(tmp_path: Path) -> None:
         assert reader.level_downsamples == pytest.approx((1.0, 2.0, 4.0))
         assert reader.mpp == pytest.approx(0.5)
         np.testing.assert_array_equal(reader.read_region(100, 50, 0, 300, 200), image[50:250, 100:400])
-        np.testing.assert_array_equal(
-            reader.read_region(200, 100, 1, 64, 32), image[::2, ::2][50:82, 100:164]
-        )
+        np.testing.assert_array_equal(reader.read_region(200, 100, 1, 64, 32), image[::2, ::2][50:82, 100:164])
         assert reader.thumbnail(128).shape == (96, 128, 3)
 
 

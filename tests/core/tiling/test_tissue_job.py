@@ -41,7 +41,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any], Any]] = []
 
-    def __call__(self, name: str, fields: Any, payload: Any = None) -> None:  # noqa: ANN401
+    def __call__(self, name: str, fields: Any, payload: Any = None) -> None:
         self.events.append((name, dict(fields), payload))
 
 
@@ -161,7 +161,7 @@ def test_compute_plan_returns_plan_thumbnail_and_mask(tmp_path: Path, opened: li
 # --- integration with the synthetic demo slide (written by wsidesk.core.slide.demo) ----------------
 
 
-def _truth_nuclei(truth: Any, slide_path: Path) -> list[dict[str, float]]:  # noqa: ANN401
+def _truth_nuclei(truth: Any, slide_path: Path) -> list[dict[str, float]]:
     truth_path = Path(getattr(truth, "truth_path", None) or f"{slide_path}.truth.json")
     data = json.loads(truth_path.read_text(encoding="utf-8"))
     return list(data["nuclei"] if isinstance(data, dict) else data)

@@ -41,7 +41,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def rejected(
-    tmp_path: Path, text: str, match: str, *, job_id: str | None = None,
+    tmp_path: Path,
+    text: str,
+    match: str,
+    *,
+    job_id: str | None = None,
     check_images: bool = False,
 ) -> WorkflowError:
     """Load `text` from a file, expect a WorkflowError naming the file, the job and `match`."""
@@ -92,9 +96,7 @@ def test_load_resolves_relative_images_against_yaml_folder_not_cwd(
     assert wf.image_path(wf.job("job1")) == wf_dir.absolute() / "slides/a.svs"
 
 
-def test_loads_without_file_resolves_images_against_cwd(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_loads_without_file_resolves_images_against_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_slides(tmp_path, "slides/a.svs", "slides/b.svs", "slides/c.svs")
     monkeypatch.chdir(tmp_path)
     wf = loads_workflow(VALID)
@@ -244,8 +246,7 @@ def test_load_rejects_job_id_that_is_not_a_safe_folder_name(tmp_path: Path) -> N
 
 
 def test_load_rejects_job_without_type(tmp_path: Path) -> None:
-    rejected(tmp_path, "name: wf\ndag: {a: [{job_id: j1, image: a.svs}]}\n", "no 'type'",
-             job_id="j1")
+    rejected(tmp_path, "name: wf\ndag: {a: [{job_id: j1, image: a.svs}]}\n", "no 'type'", job_id="j1")
 
 
 def test_load_rejects_depends_on_given_as_a_single_string(tmp_path: Path) -> None:
@@ -259,8 +260,7 @@ def test_load_rejects_depends_on_given_as_a_single_string(tmp_path: Path) -> Non
 
 
 def test_load_rejects_integer_branch_name(tmp_path: Path) -> None:
-    rejected(tmp_path, "name: wf\ndag: {1: [{job_id: j1, type: tissue, image: a.svs}]}\n",
-             "quote it")
+    rejected(tmp_path, "name: wf\ndag: {1: [{job_id: j1, type: tissue, image: a.svs}]}\n", "quote it")
 
 
 def test_load_rejects_name_that_is_not_a_string(tmp_path: Path) -> None:
@@ -319,9 +319,7 @@ def test_save_into_missing_folder_raises_workflow_error_naming_the_path(tmp_path
     assert str(path) in str(info.value)
 
 
-def test_save_does_not_replace_the_old_file_when_writing_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_save_does_not_replace_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wf = loads_workflow(VALID, check_images=False)
     path = tmp_path / "wf.yaml"
     path.write_text("old content")

@@ -34,8 +34,7 @@ PARAM_VALUES: dict[str, st.SearchStrategy[Any]] = {
 }
 TYPE_KEYS = {
     "tissue": ["tile_size", "padding", "target_mpp", "min_tissue", "mpp"],
-    "segment": ["tile_size", "padding", "target_mpp", "min_tissue", "mpp", "model",
-                "batch_size", "device"],
+    "segment": ["tile_size", "padding", "target_mpp", "min_tissue", "mpp", "model", "batch_size", "device"],
     "export": ["format"],
 }
 
@@ -60,12 +59,13 @@ def workflows(draw: st.DrawFn) -> Workflow:
         if kind == "export" and not deps:
             deps = [earlier[0]]
         image = None if kind == "export" else draw(names)
-        jobs[branch].append(Job(job_id, kind, image=image, depends_on=tuple(deps),
-                                params=draw(params_for(TYPE_KEYS[kind]))))
+        jobs[branch].append(
+            Job(job_id, kind, image=image, depends_on=tuple(deps), params=draw(params_for(TYPE_KEYS[kind])))
+        )
     coords = st.floats(allow_nan=False, allow_infinity=False)
     return Workflow(
         name=draw(names),
-        branches=tuple(Branch(n, tuple(js)) for n, js in zip(branch_names, jobs)),
+        branches=tuple(Branch(n, tuple(js)) for n, js in zip(branch_names, jobs, strict=True)),
         profile=draw(st.none() | job_ids),
         defaults=draw(params_for(list(PARAM_VALUES))),
         layout=draw(st.dictionaries(st.sampled_from(ids), st.tuples(coords, coords))),

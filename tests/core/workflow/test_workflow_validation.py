@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from wsidesk.core.errors import WorkflowError
-from wsidesk.core.workflow import Branch, Job, Workflow, load_workflow, validate_workflow
-from wsidesk.core.workflow import model
+from wsidesk.core.workflow import Branch, Job, Workflow, load_workflow, model, validate_workflow
 
 
 def rejected(
-    tmp_path: Path, text: str, match: str, *, job_id: str | None = None,
+    tmp_path: Path,
+    text: str,
+    match: str,
+    *,
+    job_id: str | None = None,
     check_images: bool = False,
 ) -> WorkflowError:
     path = tmp_path / "wf.yaml"
@@ -40,8 +43,7 @@ def one_job(job: str, *, top: str = "") -> str:
 
 
 def test_load_rejects_empty_name(tmp_path: Path) -> None:
-    rejected(tmp_path, "name: '  '\ndag: {a: [{job_id: j1, type: tissue, image: a.svs}]}\n",
-             "'name' is empty")
+    rejected(tmp_path, "name: '  '\ndag: {a: [{job_id: j1, type: tissue, image: a.svs}]}\n", "'name' is empty")
 
 
 def test_load_rejects_workflow_without_branches(tmp_path: Path) -> None:
@@ -81,23 +83,29 @@ def test_load_rejects_job_ids_differing_only_in_case(tmp_path: Path) -> None:
 
 
 def test_load_rejects_unknown_job_type_and_lists_valid_ones(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: segmnt, image: a.svs}"),
-             "unknown type 'segmnt'; valid types: tissue, segment, export", job_id="j1")
+    rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: segmnt, image: a.svs}"),
+        "unknown type 'segmnt'; valid types: tissue, segment, export",
+        job_id="j1",
+    )
 
 
 def test_load_rejects_depends_on_unknown_job_and_suggests_a_close_one(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: export, depends_on: [j00]}"),
-             "depends on unknown job 'j00'; did you mean 'j0'?", job_id="j1")
+    rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: export, depends_on: [j00]}"),
+        "depends on unknown job 'j00'; did you mean 'j0'?",
+        job_id="j1",
+    )
 
 
 def test_load_rejects_job_depending_on_itself(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: export, depends_on: [j1]}"),
-             "depends on itself", job_id="j1")
+    rejected(tmp_path, one_job("{job_id: j1, type: export, depends_on: [j1]}"), "depends on itself", job_id="j1")
 
 
 def test_load_rejects_depends_on_listing_a_job_twice(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: export, depends_on: [j0, j0]}"),
-             "twice", job_id="j1")
+    rejected(tmp_path, one_job("{job_id: j1, type: export, depends_on: [j0, j0]}"), "twice", job_id="j1")
 
 
 def test_load_rejects_cycle_and_names_it(tmp_path: Path) -> None:
@@ -127,14 +135,20 @@ def test_load_rejects_dependency_on_a_later_job_of_the_same_branch(tmp_path: Pat
 
 
 def test_load_rejects_invalid_profile_name(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: tissue, image: b.svs}", top="profile: a/b\n"),
-             "invalid profile name 'a/b'")
+    rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: tissue, image: b.svs}", top="profile: a/b\n"),
+        "invalid profile name 'a/b'",
+    )
 
 
 def test_load_rejects_layout_for_unknown_job(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: tissue, image: b.svs}",
-                               top="layout: {jx: [1, 2]}\n"),
-             "layout names unknown job 'jx'", job_id="jx")
+    rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: tissue, image: b.svs}", top="layout: {jx: [1, 2]}\n"),
+        "layout names unknown job 'jx'",
+        job_id="jx",
+    )
 
 
 # --- images and job kinds ----------------------------------------------------------------------
@@ -146,8 +160,12 @@ def test_load_rejects_slide_job_without_image(tmp_path: Path, kind: str) -> None
 
 
 def test_load_rejects_export_job_with_image(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: export, image: a.svs, depends_on: [j0]}"),
-             "export jobs take no 'image'", job_id="j1")
+    rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: export, image: a.svs, depends_on: [j0]}"),
+        "export jobs take no 'image'",
+        job_id="j1",
+    )
 
 
 def test_load_rejects_export_job_without_depends_on(tmp_path: Path) -> None:
@@ -156,16 +174,22 @@ def test_load_rejects_export_job_without_depends_on(tmp_path: Path) -> None:
 
 def test_load_rejects_missing_image_file(tmp_path: Path) -> None:
     (tmp_path / "a.svs").write_bytes(b"x")
-    err = rejected(tmp_path, one_job("{job_id: j1, type: segment, image: slides/b.svs}"),
-                   "does not exist", job_id="j1", check_images=True)
+    err = rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: segment, image: slides/b.svs}"),
+        "does not exist",
+        job_id="j1",
+        check_images=True,
+    )
     assert str(tmp_path / "slides" / "b.svs") in str(err)
 
 
 def test_load_rejects_image_that_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "a.svs").write_bytes(b"x")
     (tmp_path / "b.svs").mkdir()
-    rejected(tmp_path, one_job("{job_id: j1, type: segment, image: b.svs}"),
-             "is a directory", job_id="j1", check_images=True)
+    rejected(
+        tmp_path, one_job("{job_id: j1, type: segment, image: b.svs}"), "is a directory", job_id="j1", check_images=True
+    )
 
 
 def test_load_rejects_unreadable_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,8 +197,13 @@ def test_load_rejects_unreadable_image(tmp_path: Path, monkeypatch: pytest.Monke
     (tmp_path / "b.svs").write_bytes(b"x")
     # Faked because root (CI containers) may read any file.
     monkeypatch.setattr(model.os, "access", lambda path, mode: Path(path).name != "b.svs")
-    rejected(tmp_path, one_job("{job_id: j1, type: segment, image: b.svs}"),
-             "is not readable", job_id="j1", check_images=True)
+    rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: segment, image: b.svs}"),
+        "is not readable",
+        job_id="j1",
+        check_images=True,
+    )
 
 
 def test_load_skips_image_checks_when_asked(tmp_path: Path) -> None:
@@ -189,8 +218,11 @@ def test_load_accepts_absolute_image_path(tmp_path: Path) -> None:
     (tmp_path / "a.svs").write_bytes(b"x")
     path = tmp_path / "sub" / "wf.yaml"
     path.parent.mkdir()
-    path.write_text(one_job(f"{{job_id: j1, type: segment, image: '{slide}'}}")
-                    .replace("image: a.svs", f"image: '{tmp_path / 'a.svs'}'"))
+    path.write_text(
+        one_job(f"{{job_id: j1, type: segment, image: '{slide}'}}").replace(
+            "image: a.svs", f"image: '{tmp_path / 'a.svs'}'"
+        )
+    )
     wf = load_workflow(path)
     assert wf.image_path(wf.job("j1")) == slide
 
@@ -213,27 +245,30 @@ PARAM_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "params", "match"), [c[1:] for c in PARAM_CASES],
-                         ids=[c[0] for c in PARAM_CASES])
+@pytest.mark.parametrize(("kind", "params", "match"), [c[1:] for c in PARAM_CASES], ids=[c[0] for c in PARAM_CASES])
 def test_load_rejects_bad_job_param(tmp_path: Path, kind: str, params: str, match: str) -> None:
-    rejected(tmp_path, one_job(f"{{job_id: j1, type: {kind}, image: b.svs, params: {params}}}"),
-             match, job_id="j1")
+    rejected(tmp_path, one_job(f"{{job_id: j1, type: {kind}, image: b.svs, params: {params}}}"), match, job_id="j1")
 
 
 def test_load_rejects_unknown_export_format(tmp_path: Path) -> None:
     job = "{job_id: j1, type: export, depends_on: [j0], params: {format: pdf}}"
-    rejected(tmp_path, one_job(job),
-             "one of geojson, csv", job_id="j1")
+    rejected(tmp_path, one_job(job), "one of geojson, csv", job_id="j1")
 
 
 def test_load_rejects_bad_value_in_defaults(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: tissue, image: b.svs}",
-                               top="defaults: {padding: -5}\n"), "defaults: param 'padding'")
+    rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: tissue, image: b.svs}", top="defaults: {padding: -5}\n"),
+        "defaults: param 'padding'",
+    )
 
 
 def test_load_rejects_unknown_key_in_defaults(tmp_path: Path) -> None:
-    rejected(tmp_path, one_job("{job_id: j1, type: tissue, image: b.svs}",
-                               top="defaults: {tilesize: 5}\n"), "unknown param 'tilesize'")
+    rejected(
+        tmp_path,
+        one_job("{job_id: j1, type: tissue, image: b.svs}", top="defaults: {tilesize: 5}\n"),
+        "unknown param 'tilesize'",
+    )
 
 
 def test_load_accepts_zero_padding_and_int_min_tissue(tmp_path: Path) -> None:
@@ -251,8 +286,7 @@ def example() -> Workflow:
         "wf",
         (
             Branch("A", (Job("job1", "segment", image="a"), Job("job2", "segment", image="b"))),
-            Branch("B", (Job("job3", "tissue", image="c"),
-                         Job("job4", "export", depends_on=("job1", "job3")))),
+            Branch("B", (Job("job3", "tissue", image="c"), Job("job4", "export", depends_on=("job1", "job3")))),
         ),
     )
 
@@ -267,18 +301,24 @@ def test_graph_has_branch_fifo_edges_and_dependency_edges() -> None:
 
 def test_topological_order_breaks_ties_by_branch_then_list_order() -> None:
     assert example().topological_order() == ["job1", "job2", "job3", "job4"]
-    wf = Workflow("wf", (
-        Branch("A", (Job("z", "export", depends_on=("y",)),)),
-        Branch("B", (Job("y", "tissue", image="c"), Job("a", "tissue", image="d"))),
-    ))
+    wf = Workflow(
+        "wf",
+        (
+            Branch("A", (Job("z", "export", depends_on=("y",)),)),
+            Branch("B", (Job("y", "tissue", image="c"), Job("a", "tissue", image="d"))),
+        ),
+    )
     assert wf.topological_order() == ["y", "z", "a"]
 
 
 def test_topological_order_raises_workflow_error_on_cycle() -> None:
-    wf = Workflow("wf", (
-        Branch("A", (Job("x", "export", depends_on=("y",)),)),
-        Branch("B", (Job("y", "export", depends_on=("x",)),)),
-    ))
+    wf = Workflow(
+        "wf",
+        (
+            Branch("A", (Job("x", "export", depends_on=("y",)),)),
+            Branch("B", (Job("y", "export", depends_on=("x",)),)),
+        ),
+    )
     with pytest.raises(WorkflowError, match="x -> y -> x") as info:
         wf.topological_order()
     assert info.value.cycle == ("x", "y")

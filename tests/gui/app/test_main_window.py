@@ -112,7 +112,9 @@ def test_segment_run_paints_cells_live_before_the_job_finishes(qtbot, window, tm
 
     def record(event):
         if event.event == "tile_batch_done" and event.payload is not None:
-            seen.append((window.viewer.cell_overlay.cell_count, window.dashboard.book.runs[event.run_id].jobs["cells"].state))
+            seen.append(
+                (window.viewer.cell_overlay.cell_count, window.dashboard.book.runs[event.run_id].jobs["cells"].state)
+            )
 
     window.services.bridge.event_received.connect(record)  # after the window's own handler
     run_id = window.submit_workflow(window.editor.to_workflow())

@@ -28,8 +28,17 @@ def _nice_here(ctx) -> dict[str, str]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
 def test_jobs_and_their_threads_run_below_the_gui_threads_priority(qtbot, tmp_path):
     job = Job("job", "tissue")
-    spec = JobSpec(run_id="r", profile="p", workflow=Workflow("w", (Branch("b", (job,)),)), branch="b", job=job,
-                   params={}, image=None, out_dir=tmp_path / "job", function=_nice_here)
+    spec = JobSpec(
+        run_id="r",
+        profile="p",
+        workflow=Workflow("w", (Branch("b", (job,)),)),
+        branch="b",
+        job=job,
+        params={},
+        image=None,
+        out_dir=tmp_path / "job",
+        function=_nice_here,
+    )
     hooks = JobHooks(emit=lambda *a: None, is_cancelled=lambda: False, checkpoints=MemoryCheckpoints())
     executor = QtExecutor(1)
     got = []

@@ -64,8 +64,7 @@ def test_palette_actions_add_branches_and_jobs(editor: GraphEditor) -> None:
     wf = editor.to_workflow()
     assert [b.name for b in wf.branches] == ["branch_1", "branch_2"]
     assert [j.job_id for j in wf.branches[0].jobs] == ["segment1"]
-    assert [(j.job_id, j.type) for j in wf.branches[1].jobs] == [("tissue1", "tissue"),
-                                                                 ("export1", "export")]
+    assert [(j.job_id, j.type) for j in wf.branches[1].jobs] == [("tissue1", "tissue"), ("export1", "export")]
     assert len(editor.scene.nodes) == 3
     assert len(editor.scene.lanes) == 2
     # Jobs of a lane sit on it, left to right in FIFO order.
@@ -91,8 +90,7 @@ def test_dragging_from_an_output_port_connects_jobs(loaded: GraphEditor, qtbot) 
     assert loaded.to_workflow().job("job4").depends_on == ("job1", "job3")
 
 
-def test_connection_that_makes_a_cycle_is_refused_with_a_reason(loaded: GraphEditor,
-                                                                qtbot) -> None:
+def test_connection_that_makes_a_cycle_is_refused_with_a_reason(loaded: GraphEditor, qtbot) -> None:
     before = loaded.to_workflow()
     count = loaded.undo_stack.count()
     # job1 -> job4 (depends_on) already; job4 -> job1 would close a cycle.
@@ -157,8 +155,7 @@ def test_keyboard_shortcuts_undo_and_redo(loaded: GraphEditor, qtbot) -> None:
     assert loaded.set_job_param("job1", "padding", 40)
     qtbot.keyClick(loaded.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert "padding" not in loaded.to_workflow().job("job1").params
-    qtbot.keyClick(loaded.view, Qt.Key.Key_Z,
-                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(loaded.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     assert loaded.to_workflow().job("job1").params["padding"] == 40
 
 
@@ -226,8 +223,7 @@ def test_save_then_load_gives_an_equal_workflow(loaded: GraphEditor, example: Pa
     assert load_workflow(out) == loaded.to_workflow()
 
 
-def test_saving_elsewhere_keeps_images_pointing_at_the_same_files(loaded: GraphEditor,
-                                                                  example: Path) -> None:
+def test_saving_elsewhere_keeps_images_pointing_at_the_same_files(loaded: GraphEditor, example: Path) -> None:
     sub = example.parent / "elsewhere"
     sub.mkdir()
     loaded.save(sub / "wf.yaml")
@@ -235,8 +231,7 @@ def test_saving_elsewhere_keeps_images_pointing_at_the_same_files(loaded: GraphE
     assert wf.job("job1").image == "../slides/a.svs"
 
 
-def test_saving_an_invalid_workflow_raises_and_stays_modified(editor: GraphEditor,
-                                                              tmp_path: Path) -> None:
+def test_saving_an_invalid_workflow_raises_and_stays_modified(editor: GraphEditor, tmp_path: Path) -> None:
     editor.new_workflow()
     editor.add_job("export")
     with pytest.raises(WorkflowError, match="depends_on"):
@@ -319,8 +314,7 @@ def test_inspector_renames_a_job_and_keeps_its_edges(loaded: GraphEditor) -> Non
     assert loaded.selected_job_ids() == ["seg_a.1"]
 
 
-def test_inspector_image_browse_stores_a_relative_path(loaded: GraphEditor, example: Path,
-                                                       monkeypatch) -> None:
+def test_inspector_image_browse_stores_a_relative_path(loaded: GraphEditor, example: Path, monkeypatch) -> None:
     loaded.select_job("job1")
     picked = example.parent / "slides" / "c.svs"
     monkeypatch.setattr(loaded.inspector, "choose_image_file", lambda: str(picked))
@@ -381,8 +375,7 @@ def test_inspector_moves_a_job_to_another_branch(loaded: GraphEditor) -> None:
 
 
 def test_set_job_states_colours_nodes(loaded: GraphEditor) -> None:
-    loaded.set_job_states({"job1": "running", "job2": "failed", "job3": "waiting",
-                           "job4": "skipped", "nope": "queued"})
+    loaded.set_job_states({"job1": "running", "job2": "failed", "job3": "waiting", "job4": "skipped", "nope": "queued"})
     assert loaded.node_item("job1").fill_colour() == STATE_COLOURS["running"]
     assert loaded.node_item("job2").fill_colour() == STATE_COLOURS["failed"]
     assert loaded.node_item("job3").fill_colour() == STATE_COLOURS["waiting"]

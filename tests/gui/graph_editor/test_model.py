@@ -22,8 +22,7 @@ def two_branches() -> Workflow:
         name="wf",
         branches=(
             Branch("a", (Job("a1", "segment", "s/a.svs"), Job("a2", "segment", "s/b.svs"))),
-            Branch("b", (Job("b1", "tissue", "s/c.svs"),
-                         Job("b2", "export", depends_on=("a1", "b1")))),
+            Branch("b", (Job("b1", "tissue", "s/c.svs"), Job("b2", "export", depends_on=("a1", "b1")))),
         ),
         defaults={"tile_size": 256},
         base_dir=Path("/data/project"),

@@ -109,8 +109,14 @@ def test_wheel_zoom_keeps_the_point_under_the_mouse(view):
     pos = QPointF(200, 150)
     before = view.map_to_level0(pos)
     wheel = QWheelEvent(
-        pos, QPointF(view.viewport().mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, 120),
-        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False,
+        pos,
+        QPointF(view.viewport().mapToGlobal(pos.toPoint())),
+        QPoint(0, 0),
+        QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
     )
     QApplication.sendEvent(view.viewport(), wheel)
     assert view.scale_factor() > 0.5
@@ -143,8 +149,12 @@ def test_cursor_moved_reports_level0_pixels(qtbot, view):
     centre = QPointF(view.viewport().width() / 2, view.viewport().height() / 2)
     offset = QPointF(100, -50)  # 100 screen px right at 2x = 50 level-0 px
     move = QMouseEvent(
-        QMouseEvent.Type.MouseMove, centre + offset, QPointF(view.viewport().mapToGlobal((centre + offset).toPoint())),
-        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+        QMouseEvent.Type.MouseMove,
+        centre + offset,
+        QPointF(view.viewport().mapToGlobal((centre + offset).toPoint())),
+        Qt.MouseButton.NoButton,
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
     )
     with qtbot.waitSignal(view.cursor_moved, timeout=1000) as blocker:
         QApplication.sendEvent(view.viewport(), move)
@@ -267,8 +277,14 @@ def test_native_pinch_gesture_zooms_around_the_fingers(view):
     pos = QPointF(600, 200)
     before = view.map_to_level0(pos)
     event = QNativeGestureEvent(
-        Qt.NativeGestureType.ZoomNativeGesture, QPointingDevice.primaryPointingDevice(), 2,
-        pos, pos, QPointF(view.viewport().mapToGlobal(pos.toPoint())), 0.5, QPointF(0, 0),
+        Qt.NativeGestureType.ZoomNativeGesture,
+        QPointingDevice.primaryPointingDevice(),
+        2,
+        pos,
+        pos,
+        QPointF(view.viewport().mapToGlobal(pos.toPoint())),
+        0.5,
+        QPointF(0, 0),
     )
     QApplication.sendEvent(view.viewport(), event)
     assert view.scale_factor() == pytest.approx(0.75)
@@ -306,7 +322,7 @@ def test_cached_background_shows_sharp_tiles_as_they_arrive_and_after_panning(qt
         for vx, vy in ((400, 300), (250, 200), (520, 380)):
             p = view.map_to_level0(QPointF(vx + 0.5, vy + 0.5))
             expected = reader.read_region(int(p.x()), int(p.y()), 0, 1, 1)[0, 0].astype(int)
-            if max(abs(a - int(b)) for a, b in zip(_screen_rgb(view, vx, vy), expected)) > 4:
+            if max(abs(a - int(b)) for a, b in zip(_screen_rgb(view, vx, vy), expected, strict=True)) > 4:
                 return False
         return True
 

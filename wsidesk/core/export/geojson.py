@@ -92,9 +92,7 @@ def _feature_json(cell: Cell, *, feature_id: str, object_type: str) -> str:
     fmt = _ring_format(n if closed else n + 1)
     flat = poly.ravel().tolist()
     coords = fmt % (tuple(flat) if closed else (*flat, flat[0], flat[1]))
-    measurements = ",".join(
-        f"{_key(k)}:{float(v)!r}" for k, v in cell.measurements.items() if math.isfinite(float(v))
-    )
+    measurements = ",".join(f"{_key(k)}:{float(v)!r}" for k, v in cell.measurements.items() if math.isfinite(float(v)))
     metadata = (
         f'"cell_id":"{cell.id}","tile":"{cell.tile}",'
         f'"centroid_x":"{round(cell.centroid[0], 3)!r}","centroid_y":"{round(cell.centroid[1], 3)!r}"'

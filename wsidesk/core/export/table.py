@@ -15,8 +15,12 @@ from wsidesk.core.segment.measure import MEASUREMENTS
 def write_csv(cells: Iterable[Cell], path: str | Path, *, columns: Sequence[str] = MEASUREMENTS) -> Path:
     """Write one row per cell atomically; a missing or non-finite measurement is an empty field."""
     rows = (
-        [cell.id, _fmt(cell.centroid[0], 2), _fmt(cell.centroid[1], 2),
-         *(_fmt(cell.measurements.get(name), 6) for name in columns)]
+        [
+            cell.id,
+            _fmt(cell.centroid[0], 2),
+            _fmt(cell.centroid[1], 2),
+            *(_fmt(cell.measurements.get(name), 6) for name in columns),
+        ]
         for cell in cells
     )
     return write_rows(["id", "x", "y", *columns], rows, path)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from wsidesk.core.errors import JobError
-from wsidesk.core.fileio import atomic_write
 from wsidesk.core.export.geojson import feature, read_geojson, write_geojson
 from wsidesk.core.export.table import write_csv, write_rows
+from wsidesk.core.fileio import atomic_write
 from wsidesk.core.jobs.context import JobContext
 from wsidesk.core.tiling.grid import TilePlan
 

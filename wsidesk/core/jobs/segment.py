@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from wsidesk.core.segment.cells import Cell
     from wsidesk.core.segment.engine import BatchResult
-    from wsidesk.core.segment.normalise import SlideNormaliser
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +86,11 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             reader = open_slide(ctx.image, mpp=slide_mpp_override)
         require_mpp(reader)  # a clear error before any work
         plan_params = {
-            "tile_size": tile_size, "padding": padding, "target_mpp": target_mpp,
-            "min_tissue": min_tissue, "mpp": slide_mpp_override,
+            "tile_size": tile_size,
+            "padding": padding,
+            "target_mpp": target_mpp,
+            "min_tissue": min_tissue,
+            "mpp": slide_mpp_override,
         }
         plan = _plan_from_inputs(ctx, plan_params, require_mpp(reader))
         if plan is not None:
@@ -108,7 +110,13 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         reader.close()
     logger.info(
         "job %s: %d tissue tiles of %d at %.3f µm/px; model %s on %s; normaliser %s",
-        job_id, plan.tissue, plan.total, target_mpp, model.name, model.device, normaliser,
+        job_id,
+        plan.tissue,
+        plan.total,
+        target_mpp,
+        model.name,
+        model.device,
+        normaliser,
     )
 
     # Resume: tiles the store calls finished AND whose cells are in the shard file are not run again.
@@ -123,7 +131,10 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     if previous.batches:
         logger.info(
             "job %s resumes: %d tiles done, %d failed, %d cells from the previous run",
-            job_id, len(done), len(failed), len(previous.cells),
+            job_id,
+            len(done),
+            len(failed),
+            len(previous.cells),
         )
     emitted = {"batches": 0}
 
@@ -139,8 +150,11 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         ctx.emit(
             "tile_batch_done",
             {
-                "done": result.done, "total": result.total, "cells": result.cells_total,
-                "failed": len(failed), "batch_cells": len(result.cells),
+                "done": result.done,
+                "total": result.total,
+                "cells": result.cells_total,
+                "failed": len(failed),
+                "batch_cells": len(result.cells),
             },
             result,
         )
@@ -174,8 +188,13 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         n_cells = len(merger.cells())
         ctx.emit(
             "tile_batch_done",
-            {"done": len(done) + len(failed), "total": plan.tissue, "cells": n_cells, "failed": len(failed),
-             "batch_cells": 0},
+            {
+                "done": len(done) + len(failed),
+                "total": plan.tissue,
+                "cells": n_cells,
+                "failed": len(failed),
+                "batch_cells": 0,
+            },
             None,
         )
     outputs = write_outputs(partial=False)
@@ -183,7 +202,10 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     if failed:
         logger.warning(
             "job %s: %d of %d tissue tiles failed, e.g. tile %d: %s",
-            job_id, len(failed), plan.tissue, *next(iter(sorted(failed.items()))),
+            job_id,
+            len(failed),
+            plan.tissue,
+            *next(iter(sorted(failed.items()))),
         )
     if plan.tissue and not done and len(failed) >= plan.tissue:
         index, reason = next(iter(sorted(failed.items())))

@@ -107,7 +107,7 @@ class ForwardingCheckpoints:
     def load(self) -> dict[int, tuple[str, str | None]]:
         return dict(self._states)
 
-    def save(self, states: Any) -> None:  # noqa: ANN401 - an iterable of (index, state, detail)
+    def save(self, states: Any) -> None:
         batch = [(int(i), str(s), None if d is None else str(d)) for i, s, d in states]
         self._states.update({i: (s, d) for i, s, d in batch})
         self._send(batch)

@@ -84,7 +84,7 @@ def run_tissue_job(ctx: JobContext) -> dict[str, str]:
     return {"tiles": str(tiles_path), "tissue_png": str(png_path)}
 
 
-def param(params: Mapping[str, Any], name: str, default: Any) -> Any:  # noqa: ANN401
+def param(params: Mapping[str, Any], name: str, default: Any) -> Any:
     """A job param, or `default` when it is unset or null."""
     value = params.get(name)
     return default if value is None else value

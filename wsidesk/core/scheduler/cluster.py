@@ -1,12 +1,12 @@
 """Cluster settings for the Dask executor: scheduler address and TLS, from `<data-dir>/cluster.yaml`.
 
-    scheduler_address: tls://gpu-head.lab:8786
-    timeout: 10                  # seconds to connect, and to wait for a first worker
-    tls:
-      ca_file: tls/ca.pem        # relative paths are relative to this file
-      cert: tls/client.pem
-      key: tls/client-key.pem
-      require_encryption: true
+scheduler_address: tls://gpu-head.lab:8786
+timeout: 10                  # seconds to connect, and to wait for a first worker
+tls:
+  ca_file: tls/ca.pem        # relative paths are relative to this file
+  cert: tls/client.pem
+  key: tls/client-key.pem
+  require_encryption: true
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def cluster_config_from_mapping(data: Mapping[str, Any], *, base_dir: Path, sour
     return ClusterConfig(scheduler_address=address or None, timeout=timeout, tls=tls)
 
 
-def _tls_from_mapping(raw: Any, *, base_dir: Path, source: str) -> TlsConfig:  # noqa: ANN401 - parsed YAML
+def _tls_from_mapping(raw: Any, *, base_dir: Path, source: str) -> TlsConfig:
     if not isinstance(raw, Mapping):
         msg = f"{source}: tls must be a mapping with ca_file, cert, key, require_encryption"
         raise ClusterConfigError(msg)

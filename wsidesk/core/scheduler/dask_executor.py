@@ -64,7 +64,7 @@ class _Channel:
     payloads: bool
 
 
-def _dumps(value: Any) -> bytes:  # noqa: ANN401
+def _dumps(value: Any) -> bytes:
     from distributed.protocol.pickle import dumps
 
     return dumps(value)
@@ -73,7 +73,7 @@ def _dumps(value: Any) -> bytes:  # noqa: ANN401
 class _WorkerCancelFlag:
     """`is_cancelled` on a worker: the client sets a Dask Event; we ask the scheduler now and then."""
 
-    def __init__(self, worker: Any, name: str) -> None:  # noqa: ANN401 - distributed.Worker
+    def __init__(self, worker: Any, name: str) -> None:
         self._worker = worker
         self._name = name
         self._set = False
@@ -101,25 +101,27 @@ def run_job_on_worker(spec: JobSpec, channel: _Channel) -> dict[str, str]:
 
     worker = get_worker()
 
-    def send(kind: str, value: Any) -> None:  # noqa: ANN401
-        worker.log_event(channel.topic, {"wsidesk": channel.key, "kind": kind, "data": _dumps(value),
-                                         "worker": worker.address})
+    def send(kind: str, value: Any) -> None:
+        worker.log_event(
+            channel.topic, {"wsidesk": channel.key, "kind": kind, "data": _dumps(value), "worker": worker.address}
+        )
 
-    def emit(name: str, fields: Mapping[str, Any], payload: Any = None) -> None:  # noqa: ANN401
+    def emit(name: str, fields: Mapping[str, Any], payload: Any = None) -> None:
         payload = payload if channel.payloads else None
         try:
             data = _dumps((name, dict(fields), payload))
         except Exception as exc:  # noqa: BLE001 - the event matters more than its in-memory payload
-            logger.warning("event %s of job %s: payload cannot travel (%s); sent without it", name, spec.job.job_id, exc)
+            logger.warning(
+                "event %s of job %s: payload cannot travel (%s); sent without it", name, spec.job.job_id, exc
+            )
             data = _dumps((name, dict(fields), None))
-        worker.log_event(channel.topic, {"wsidesk": channel.key, "kind": "event", "data": data,
-                                         "worker": worker.address})
+        worker.log_event(
+            channel.topic, {"wsidesk": channel.key, "kind": "event", "data": data, "worker": worker.address}
+        )
 
     send("started", os.getpid())
     checkpoints = ForwardingCheckpoints(spec.checkpoints, lambda batch: send("checkpoints", batch))
-    ctx = spec.context(
-        emit=emit, is_cancelled=_WorkerCancelFlag(worker, channel.cancel_event), checkpoints=checkpoints
-    )
+    ctx = spec.context(emit=emit, is_cancelled=_WorkerCancelFlag(worker, channel.cancel_event), checkpoints=checkpoints)
     outputs = run_job(spec, ctx)
     send("result", outputs)
     return outputs
@@ -144,9 +146,7 @@ class _Flight:
 _STOP = object()
 
 
-def start_local_cluster(
-    workers: int, *, processes: bool = True, threads_per_worker: int = 1
-) -> LocalCluster:
+def start_local_cluster(workers: int, *, processes: bool = True, threads_per_worker: int = 1) -> LocalCluster:
     """A LocalCluster that listens on 127.0.0.1 only (or in-process), dashboard off, no silent retries."""
     import dask
     from distributed import LocalCluster
@@ -187,8 +187,10 @@ class DaskExecutor:
         try:
             client.wait_for_workers(1, timeout=timeout)
         except Exception as exc:  # TimeoutError, or the scheduler went away meanwhile
-            msg = (f"no Dask worker joined the scheduler at {self._address} within {timeout:g} s; "
-                   f"start some with `dask worker {self._address} --resources GPU=1 --nthreads 1`")
+            msg = (
+                f"no Dask worker joined the scheduler at {self._address} within {timeout:g} s; "
+                f"start some with `dask worker {self._address} --resources GPU=1 --nthreads 1`"
+            )
             raise DaskConnectError(msg) from exc
         try:
             info = client.scheduler_info(n_workers=-1)  # newer Dask lists only 5 workers by default
@@ -203,7 +205,10 @@ class DaskExecutor:
             raise ValueError(msg)
         logger.info(
             "Dask executor on %s: %d worker thread(s)%s; up to %d jobs at once",
-            self._address, capacity, " with GPU resources" if self._gpu else "", self.max_workers,
+            self._address,
+            capacity,
+            " with GPU resources" if self._gpu else "",
+            self.max_workers,
         )
         self._topic = TOPIC_PREFIX + str(client.id)
         self._lock = threading.Lock()
@@ -253,8 +258,10 @@ class DaskExecutor:
                 cluster.close()
             where = address or "a local cluster"
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            msg = (f"cannot connect to the Dask scheduler at {where}: {why}; start one with `dask scheduler` "
-                   f"and check --scheduler-address and the TLS settings in cluster.yaml")
+            msg = (
+                f"cannot connect to the Dask scheduler at {where}: {why}; start one with `dask scheduler` "
+                f"and check --scheduler-address and the TLS settings in cluster.yaml"
+            )
             raise DaskConnectError(msg) from exc
         try:
             return cls(client, max_workers=max_workers, cluster=cluster, timeout=timeout, payloads=payloads)
@@ -380,7 +387,7 @@ class DaskExecutor:
             flight = self._flights.get(msg["wsidesk"])
         if flight is None:
             return  # an attempt that is over (a retried one, a cancelled one)
-        kind, value = msg["kind"], pickle.loads(msg["data"])
+        kind, value = msg["kind"], pickle.loads(msg["data"])  # noqa: S301 - our own workers' messages
         hooks = flight.task.hooks
         if kind == "started":
             flight.worker = msg.get("worker")
@@ -431,11 +438,13 @@ class DaskExecutor:
             return
         first = flight.deaths[0]
         where = f"worker {dead}" if dead == first else f"workers {first} and then {dead}"
-        msg = (f"{where} died while running job {job_id} twice; not retried again: check the Dask "
-               f"worker logs (out of memory? a crash in the model?)")
+        msg = (
+            f"{where} died while running job {job_id} twice; not retried again: check the Dask "
+            f"worker logs (out of memory? a crash in the model?)"
+        )
         self._complete(flight, None, JobError(msg))
 
-    def _complete(self, flight: _Flight, result: Any, error: BaseException | None) -> None:  # noqa: ANN401
+    def _complete(self, flight: _Flight, result: Any, error: BaseException | None) -> None:
         """Deliver `done` once, free the slot, and start what waited for it."""
         with self._lock:
             self._flights.pop(flight.key, None)
@@ -465,9 +474,11 @@ class DaskExecutor:
                 self._idle.notify_all()
 
     def _lost_error(self, task: JobTask, reason: str) -> ExecutorLost:
-        msg = (f"lost the Dask scheduler at {self._address} while job {task.job_id} of run {task.spec.run_id} "
-               f"was in flight ({reason}); the run is saved as interrupted: once the scheduler is back, "
-               f"continue it with `wsidesk run --resume {task.spec.run_id} --executor dask`")
+        msg = (
+            f"lost the Dask scheduler at {self._address} while job {task.job_id} of run {task.spec.run_id} "
+            f"was in flight ({reason}); the run is saved as interrupted: once the scheduler is back, "
+            f"continue it with `wsidesk run --resume {task.spec.run_id} --executor dask`"
+        )
         return ExecutorLost(msg)
 
     # -- cancelling ----------------------------------------------------------------------------
@@ -505,14 +516,14 @@ class DaskExecutor:
             logger.debug("clearing cancel event of %s failed", key, exc_info=True)
 
 
-def _future_exception(future: Any) -> BaseException | None:  # noqa: ANN401
+def _future_exception(future: Any) -> BaseException | None:
     try:
         return future.exception(timeout=5)
     except Exception:  # noqa: BLE001 - no answer: treated like a lost connection
         return None
 
 
-def _cancel_reason(future: Any) -> str:  # noqa: ANN401
+def _cancel_reason(future: Any) -> str:
     """Why Dask cancelled a future we did not cancel (e.g. "scheduler-connection-lost")."""
     try:
         future.result(timeout=5)

@@ -116,9 +116,7 @@ class RunFinished:
     status: str  # "succeeded" | "failed" | "cancelled"
 
 
-Change = (
-    ProfileQueued | ProfileActivated | ProfileReleased | JobSkipped | JobCancelled | RunFinished
-)
+Change = ProfileQueued | ProfileActivated | ProfileReleased | JobSkipped | JobCancelled | RunFinished
 
 
 class _Job:
@@ -218,11 +216,7 @@ class Planner:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             msg = f"workers must be an integer >= 1, got {workers!r}"
             raise ValueError(msg)
-        if (
-            not isinstance(max_active_profiles, int)
-            or isinstance(max_active_profiles, bool)
-            or max_active_profiles < 1
-        ):
+        if not isinstance(max_active_profiles, int) or isinstance(max_active_profiles, bool) or max_active_profiles < 1:
             msg = f"max_active_profiles must be an integer >= 1, got {max_active_profiles!r}"
             raise ValueError(msg)
         self._workers = workers
@@ -247,9 +241,7 @@ class Planner:
 
     # ------------------------------------------------------------------ submit
 
-    def submit(
-        self, run_id: str, profile: str, workflow: Workflow, *, done: Iterable[str] = ()
-    ) -> list[Change]:
+    def submit(self, run_id: str, profile: str, workflow: Workflow, *, done: Iterable[str] = ()) -> list[Change]:
         """Add a run; ``done`` names jobs that already succeeded in an earlier attempt (resume)."""
         if run_id in self._runs:
             msg = f"run {run_id!r} was already submitted; use a new run id"
@@ -324,10 +316,7 @@ class Planner:
             for dep_id in dict.fromkeys(job.depends_on):  # ignore repeats, keep order
                 dep = jobs.get(dep_id)
                 if dep is None:
-                    msg = (
-                        f"workflow {workflow.name!r}: job {job.job_id!r} depends on unknown job "
-                        f"{dep_id!r}"
-                    )
+                    msg = f"workflow {workflow.name!r}: job {job.job_id!r} depends on unknown job {dep_id!r}"
                     raise WorkflowError(msg, job_id=job.job_id)
                 dep.dependents.append(rec)
                 rec.unmet += 1
@@ -431,10 +420,7 @@ class Planner:
             msg = f"job {key.job_id!r} of run {key.run_id!r} cannot start now (state {rec.state})"
             raise ValueError(msg)
         if len(self._running) >= self._workers:
-            msg = (
-                f"cannot start job {key.job_id!r} of run {key.run_id!r}: "
-                f"all {self._workers} workers are busy"
-            )
+            msg = f"cannot start job {key.job_id!r} of run {key.run_id!r}: all {self._workers} workers are busy"
             raise ValueError(msg)
         del run.ready[rec]
         rec.state = _RUNNING
@@ -460,11 +446,7 @@ class Planner:
             self._advance(rec.branch)
             for dep in rec.dependents:
                 dep.unmet -= 1
-                if (
-                    dep.unmet == 0
-                    and dep.state is _PENDING
-                    and dep.branch.cursor == dep.pos
-                ):
+                if dep.unmet == 0 and dep.state is _PENDING and dep.branch.cursor == dep.pos:
                     run.ready[dep] = None
         changes: list[Change] = []
         if not run.open:
@@ -538,10 +520,7 @@ class Planner:
     def _take_running(self, key: JobKey, outcome: str) -> _Job:
         rec = self._job(key)
         if rec.state is not _RUNNING:
-            msg = (
-                f"cannot mark job {key.job_id!r} of run {key.run_id!r} {outcome}: "
-                f"it is {rec.state}, not running"
-            )
+            msg = f"cannot mark job {key.job_id!r} of run {key.run_id!r} {outcome}: it is {rec.state}, not running"
             raise ValueError(msg)
         del self._running[rec]
         rec.run.counts[_RUNNING] -= 1

@@ -167,8 +167,10 @@ class Runner:
         for job in target.jobs:
             for dep in job.depends_on:
                 if dep not in own and states[dep] != "succeeded":
-                    msg = (f"job {job.job_id} depends on {dep} ({states[dep]}); "
-                           f"retry branch {workflow.branch_of(dep)!r} first")
+                    msg = (
+                        f"job {job.job_id} depends on {dep} ({states[dep]}); "
+                        f"retry branch {workflow.branch_of(dep)!r} first"
+                    )
                     raise WsideskError(msg)
         # Only this branch is planned; its cross-branch dependencies already succeeded.
         jobs = tuple(replace(job, depends_on=tuple(d for d in job.depends_on if d in own)) for job in target.jobs)
@@ -188,9 +190,7 @@ class Runner:
             self._store.set_job_state(record.run_id, job_id, "pending")
         self._store.set_run_status(record.run_id, "running", owner_pid=os.getpid())
 
-    def _start(
-        self, record: RunRecord, workflow: Workflow, *, done: Iterable[str], resumed: bool
-    ) -> None:
+    def _start(self, record: RunRecord, workflow: Workflow, *, done: Iterable[str], resumed: bool) -> None:
         with self._lock:
             self._interrupted = False
             run = _ActiveRun(record, workflow, EventLog(record.run_dir / "events.jsonl"))
@@ -327,17 +327,24 @@ class Runner:
                 case JobSkipped(key=key, reason=reason):
                     run = self._runs[key.run_id]
                     self._store.set_job_state(key.run_id, key.job_id, "skipped", error=reason)
-                    self._emit(run, "job_skipped", job_id=key.job_id,
-                               branch=run.workflow.branch_of(key.job_id), fields={"reason": reason})
+                    self._emit(
+                        run,
+                        "job_skipped",
+                        job_id=key.job_id,
+                        branch=run.workflow.branch_of(key.job_id),
+                        fields={"reason": reason},
+                    )
                 case JobCancelledChange(key=key):
                     run = self._runs[key.run_id]
                     # An interrupted job runs again on resume; a cancelled one does not.
-                    self._store.set_job_state(
-                        key.run_id, key.job_id, "pending" if self._interrupted else "cancelled"
+                    self._store.set_job_state(key.run_id, key.job_id, "pending" if self._interrupted else "cancelled")
+                    self._emit(
+                        run,
+                        "job_cancelled",
+                        job_id=key.job_id,
+                        branch=run.workflow.branch_of(key.job_id),
+                        fields={"reason": "interrupted" if self._interrupted else "cancelled"},
                     )
-                    self._emit(run, "job_cancelled", job_id=key.job_id,
-                               branch=run.workflow.branch_of(key.job_id),
-                               fields={"reason": "interrupted" if self._interrupted else "cancelled"})
                 case RunFinished(run_id=run_id, status=status):
                     if self._interrupted and status == "cancelled":
                         status = "interrupted"
@@ -427,10 +434,9 @@ class Runner:
 def _absolute_images(workflow: Workflow) -> Workflow:
     """The workflow with image paths made absolute, so its copy in the run folder stands alone."""
     branches = tuple(
-        replace(b, jobs=tuple(
-            replace(j, image=str(workflow.image_path(j).resolve())) if j.image else j for j in b.jobs
-        ))
+        replace(
+            b, jobs=tuple(replace(j, image=str(workflow.image_path(j).resolve())) if j.image else j for j in b.jobs)
+        )
         for b in workflow.branches
     )
     return replace(workflow, branches=branches)
-

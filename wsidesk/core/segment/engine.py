@@ -39,7 +39,7 @@ class SegmentModel(Protocol):
     """What the engine needs of a loaded model (`wsidesk.core.segment.models.LoadedModel`)."""
 
     @property
-    def module(self) -> Any: ...  # noqa: ANN401 - a torch module: (N,3,H,W) float -> (N,1,H,W) labels
+    def module(self) -> Any: ...
 
     @property
     def device(self) -> str: ...
@@ -130,9 +130,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 class _ModelRunner:
     """Runs the module on uint8 tiles: normalisation on the device, OOM halving, per-tile retries."""
 
-    def __init__(
-        self, model: SegmentModel, normaliser: SlideNormaliser, *, batch_size: int, precision: str
-    ) -> None:
+    def __init__(self, model: SegmentModel, normaliser: SlideNormaliser, *, batch_size: int, precision: str) -> None:
         if precision not in PRECISIONS:
             msg = f"precision must be one of {PRECISIONS}, got {precision!r}"
             raise ValueError(msg)
@@ -195,7 +193,7 @@ class _ModelRunner:
             del x  # labels are on the host already (.to("cpu") waited for the device)
             self.seconds["infer"] += time.perf_counter() - t1
 
-    def _call(self, x: Any, precision: str) -> list[np.ndarray]:  # noqa: ANN401
+    def _call(self, x: Any, precision: str) -> list[np.ndarray]:
         import torch
 
         if precision == "fp32":
@@ -215,7 +213,7 @@ class _ModelRunner:
         labels = labels.astype(np.int32, copy=False)
         return list(labels)
 
-    def _calibrate(self, x: Any, reference: list[np.ndarray]) -> None:  # noqa: ANN401
+    def _calibrate(self, x: Any, reference: list[np.ndarray]) -> None:
         """Decide 'auto' precision: keep bf16/fp16 only if >= 99% of this batch's cells match fp32."""
         candidate = self._calibrating
         assert candidate is not None
@@ -238,7 +236,10 @@ class _ModelRunner:
             self.precision = candidate
         logger.info(
             "autocast %s matches %.2f%% of %d fp32 cells: running at %s",
-            candidate, 100 * fraction, total, self.precision,
+            candidate,
+            100 * fraction,
+            total,
+            self.precision,
         )
 
 
@@ -411,9 +412,7 @@ def segment_slide(  # noqa: PLR0913, PLR0915 - the engine's knobs are its interf
         if on_batch is not None:
             on_batch(final)
 
-    reader = TileReader(
-        reader_factory, plan, todo, workers=read_workers, max_ahead=max(2 * batch_size, read_workers)
-    )
+    reader = TileReader(reader_factory, plan, todo, workers=read_workers, max_ahead=max(2 * batch_size, read_workers))
     pending: Future[BatchResult] | None = None
     cancelled = False
     try:

@@ -70,8 +70,10 @@ def extract_cells(
     keep = (
         ~drop
         & (moments["area"] > 0)
-        & (cx >= tile.x) & (cx < tile.x + tile.w)
-        & (cy >= tile.y) & (cy < tile.y + tile.h)
+        & (cx >= tile.x)
+        & (cx < tile.x + tile.w)
+        & (cy >= tile.y)
+        & (cy < tile.y + tile.h)
     )
     if not keep.any():
         return []
@@ -85,9 +87,7 @@ def extract_cells(
     ring_of = np.repeat(np.arange(len(ring_start)), np.diff(np.append(ring_start, len(coords))))
     seg = nxt - coords
     perimeter = np.bincount(ring_of, np.hypot(seg[:, 0], seg[:, 1]), len(ring_start))
-    poly_area = np.abs(
-        np.bincount(ring_of, coords[:, 0] * nxt[:, 1] - nxt[:, 0] * coords[:, 1], len(ring_start))
-    ) / 2
+    poly_area = np.abs(np.bincount(ring_of, coords[:, 0] * nxt[:, 1] - nxt[:, 0] * coords[:, 1], len(ring_start))) / 2
     geoms = shapely.polygons(shapely.linearrings(coords, indices=ring_of))
     simple = shapely.simplify(geoms, SIMPLIFY_TOLERANCE_PX, preserve_topology=False)
     bad = ~shapely.is_valid(simple) | (shapely.get_num_coordinates(simple) < 4)
@@ -111,8 +111,10 @@ def extract_cells(
                 polygon=ring,
                 centroid=(float(cx[k]), float(cy[k])),
                 bbox=(
-                    float(ring[:, 0].min()), float(ring[:, 1].min()),
-                    float(ring[:, 0].max()), float(ring[:, 1].max()),
+                    float(ring[:, 0].min()),
+                    float(ring[:, 1].min()),
+                    float(ring[:, 0].max()),
+                    float(ring[:, 1].max()),
                 ),
                 tile=tile.index,
                 measurements=combine(

@@ -42,9 +42,7 @@ def _foreground(labels: np.ndarray, select: np.ndarray | None) -> tuple[np.ndarr
     return fg, ids
 
 
-def moment_measurements(
-    labels: np.ndarray, n: int, *, select: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
+def moment_measurements(labels: np.ndarray, n: int, *, select: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Pixel moments of objects 1..n of a consecutive label image: arrays of length n + 1 (index = label).
 
     Returns `area` (px), `row`, `col` (centroid, pixel-centre coordinates), `major`, `minor` (axis

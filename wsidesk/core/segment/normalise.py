@@ -99,7 +99,7 @@ class SlideNormaliser:
         scale = np.asarray(self.scale, dtype=np.float32)
         return (np.arange(256, dtype=np.float32)[None, :] - low[:, None]) * scale[:, None]
 
-    def to_tensor(self, batch: np.ndarray, device: str = "cpu") -> Any:  # noqa: ANN401 - torch.Tensor
+    def to_tensor(self, batch: np.ndarray, device: str = "cpu") -> Any:
         """uint8 (N, H, W, 3) -> normalised float32 torch tensor (N, 3, H, W) on `device`, channels_last.
 
         The uint8 batch is moved first (4x fewer bytes to copy) and normalised on the device; permuting

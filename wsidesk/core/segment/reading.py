@@ -255,7 +255,12 @@ class TileReader:
         with self._lock:
             self.busy_seconds += seconds
         return TileRead(
-            tile, None, (0.0, 0.0), 0.0, error=f"read failed: {errors[-1]}", seconds=seconds,
+            tile,
+            None,
+            (0.0, 0.0),
+            0.0,
+            error=f"read failed: {errors[-1]}",
+            seconds=seconds,
             attempts=len(errors),
         )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from wsidesk.core.slide.demo import DemoGroundTruth, DemoTruth, load_truth, write_demo_slide
 from wsidesk.core.slide.openslide_reader import OpenSlideReader
 from wsidesk.core.slide.reader import (
-    is_slide,
     ArrayReader,
     SlideReader,
     best_level_for_downsample,
+    is_slide,
     open_slide,
     require_mpp,
 )

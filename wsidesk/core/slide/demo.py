@@ -119,9 +119,7 @@ def _make_textures(seed: int, tile: int) -> dict[str, tuple[int, np.ndarray]]:
     return out
 
 
-def _texture(
-    textures: dict[str, tuple[int, np.ndarray]], name: str, x0: int, y0: int, size: int
-) -> np.ndarray:
+def _texture(textures: dict[str, tuple[int, np.ndarray]], name: str, x0: int, y0: int, size: int) -> np.ndarray:
     period, doubled = textures[name]
     i, j = y0 % period, x0 % period
     return doubled[i : i + size, j : j + size]
@@ -173,9 +171,7 @@ def _tissue_grid(
     ys = (np.arange(rows) * ds)[:, None].astype(np.float64)
     xs = (np.arange(cols) * ds)[None, :].astype(np.float64)
     short = float(min(width, height))
-    eosin = np.clip(
-        0.26 + 0.07 * _smooth_noise(rng, (rows, cols), (150 / mpp) / ds), 0.12, 0.45
-    ).astype(np.float32)
+    eosin = np.clip(0.26 + 0.07 * _smooth_noise(rng, (rows, cols), (150 / mpp) / ds), 0.12, 0.45).astype(np.float32)
     if fraction <= 0:
         return np.full((rows, cols), -1e4, dtype=np.float32), eosin
 
@@ -206,9 +202,7 @@ def _tissue_grid(
     return dist, eosin
 
 
-def _place_nuclei(
-    rng: np.random.Generator, width: int, height: int, mpp: float, dist: np.ndarray
-) -> np.ndarray:
+def _place_nuclei(rng: np.random.Generator, width: int, height: int, mpp: float, dist: np.ndarray) -> np.ndarray:
     from scipy.spatial import cKDTree
 
     ds = FIELD_DOWNSAMPLE
@@ -216,9 +210,7 @@ def _place_nuclei(
         return np.zeros((0, 8))
     px_um2 = mpp * mpp
     # Candidates: an inhomogeneous Poisson process; Matérn-II thinning below keeps nuclei apart.
-    density = np.clip(
-        1.0 + 0.45 * _smooth_noise(rng, dist.shape, (120 / mpp) / ds), 0.35, 1.8
-    ).astype(np.float32)
+    density = np.clip(1.0 + 0.45 * _smooth_noise(rng, dist.shape, (120 / mpp) / ds), 0.35, 1.8).astype(np.float32)
     lam_max = 1.8 / 300.0  # candidates per µm² where density is highest
     n = int(rng.poisson(lam_max * width * height * px_um2))
     x = rng.uniform(0, width, n)
@@ -230,10 +222,9 @@ def _place_nuclei(
     d00, d01 = dist[iy, ix], dist[iy, ix + 1]
     d10, d11 = dist[iy + 1, ix], dist[iy + 1, ix + 1]
     d = (d00 * (1 - fx) + d01 * fx) * (1 - fy) + (d10 * (1 - fx) + d11 * fx) * fy
-    dens = (
-        (density[iy, ix] * (1 - fx) + density[iy, ix + 1] * fx) * (1 - fy)
-        + (density[iy + 1, ix] * (1 - fx) + density[iy + 1, ix + 1] * fx) * fy
-    )
+    dens = (density[iy, ix] * (1 - fx) + density[iy, ix + 1] * fx) * (1 - fy) + (
+        density[iy + 1, ix] * (1 - fx) + density[iy + 1, ix + 1] * fx
+    ) * fy
     corners_in = (d00 > 0) & (d01 > 0) & (d10 > 0) & (d11 > 0)
     keep = corners_in & (rng.uniform(0, 1.8, n) < dens)
     x, y, d = x[keep], y[keep], d[keep]
@@ -243,23 +234,29 @@ def _place_nuclei(
     # 2 fibroblast (elongated, fairly dark).
     kind = rng.choice(3, size=n, p=[0.25, 0.5, 0.25])
     rx_um = np.select(
-        [kind == 0, kind == 1], [rng.uniform(3.0, 3.8, n), rng.uniform(4.2, 6.0, n)],
+        [kind == 0, kind == 1],
+        [rng.uniform(3.0, 3.8, n), rng.uniform(4.2, 6.0, n)],
         rng.uniform(4.5, 6.0, n),
     )
     aspect = np.select(
-        [kind == 0, kind == 1], [rng.uniform(0.85, 1.0, n), rng.uniform(0.62, 0.95, n)],
+        [kind == 0, kind == 1],
+        [rng.uniform(0.85, 1.0, n), rng.uniform(0.62, 0.95, n)],
         rng.uniform(0.42, 0.55, n),
     )
     ry_um = np.maximum(rx_um * aspect, 2.5)
     hema = np.select(
-        [kind == 0, kind == 1], [rng.uniform(1.05, 1.35, n), rng.uniform(0.65, 0.9, n)],
+        [kind == 0, kind == 1],
+        [rng.uniform(1.05, 1.35, n), rng.uniform(0.65, 0.9, n)],
         rng.uniform(0.85, 1.1, n),
     )
     angle = rng.uniform(0.0, math.pi, n)
     rx, ry = rx_um / mpp, ry_um / mpp
     inside = (
         (d > rx + _EDGE_NOISE_PX + 3.0)
-        & (x - rx - 2 >= 0) & (x + rx + 2 < width) & (y - rx - 2 >= 0) & (y + rx + 2 < height)
+        & (x - rx - 2 >= 0)
+        & (x + rx + 2 < width)
+        & (y - rx - 2 >= 0)
+        & (y + rx + 2 < height)
     )
     x, y, rx, ry, angle, hema, kind = (a[inside] for a in (x, y, rx, ry, angle, hema, kind))
 
@@ -275,18 +272,14 @@ def _place_nuclei(
             losers = np.where(priority[i] < priority[j], i, j)
             alive = np.ones(x.size, dtype=bool)
             alive[losers] = False
-            x, y, rx, ry, angle, hema, kind = (
-                a[alive] for a in (x, y, rx, ry, angle, hema, kind)
-            )
+            x, y, rx, ry, angle, hema, kind = (a[alive] for a in (x, y, rx, ry, angle, hema, kind))
     order = np.argsort(y, kind="stable")
     salts = rng.integers(0, 2**31, x.size)
     out = np.column_stack([x, y, rx, ry, angle, hema, kind, salts]).astype(np.float64)
     return out[order]
 
 
-def _build_scene(
-    width: int, height: int, mpp: float, seed: int, fraction: float, tile: int
-) -> _Scene:
+def _build_scene(width: int, height: int, mpp: float, seed: int, fraction: float, tile: int) -> _Scene:
     rng = np.random.default_rng(seed)
     dist, eosin = _tissue_grid(rng, width, height, mpp, fraction)
     nuclei = _place_nuclei(rng, width, height, mpp, dist)
@@ -296,8 +289,14 @@ def _build_scene(
 
 # -- rendering -----------------------------------------------------------------------------------
 def _draw_nuclei(
-    nuclei: np.ndarray, x0: int, y0: int, size: int, hema: np.ndarray, eos: np.ndarray,
-    alpha: np.ndarray, chromatin: np.ndarray,
+    nuclei: np.ndarray,
+    x0: int,
+    y0: int,
+    size: int,
+    hema: np.ndarray,
+    eos: np.ndarray,
+    alpha: np.ndarray,
+    chromatin: np.ndarray,
 ) -> None:
     for cx, cy, rx, ry, ang, h, kind, _unused in nuclei:
         r = rx + 2.0
@@ -489,8 +488,13 @@ def write_demo_slide(
     header = f"Aperio Image Library v12.0.0 \n{width}x{height} [0,0 {width}x{height}] ({tile}x{tile})"
     meta = f"AppMag = 20|MPP = {mpp:.4f}|Filename = wsidesk-demo|Title = wsidesk synthetic demo slide"
     common = {"photometric": "rgb", "metadata": None, "software": False}
-    tiled = {**common, "tile": (tile, tile), "compression": "jpeg",
-             "compressionargs": {"level": JPEG_QUALITY}, "subfiletype": 0}
+    tiled = {
+        **common,
+        "tile": (tile, tile),
+        "compression": "jpeg",
+        "compressionargs": {"level": JPEG_QUALITY},
+        "subfiletype": 0,
+    }
     part = path.with_name(path.name + ".part")
     path.parent.mkdir(parents=True, exist_ok=True)
     bigtiff = width * height * 3 > 2**31
@@ -498,21 +502,27 @@ def write_demo_slide(
         with tifffile.TiffWriter(part, bigtiff=bigtiff) as tif:
             tif.write(
                 _level0_tiles(scene, tile, level1_full),
-                shape=(height, width, 3), dtype=np.uint8,
-                description=f"{header} JPEG/RGB Q={JPEG_QUALITY}|{meta}", **tiled,
+                shape=(height, width, 3),
+                dtype=np.uint8,
+                description=f"{header} JPEG/RGB Q={JPEG_QUALITY}|{meta}",
+                **tiled,
             )
             level = level1_full[:l1h, :l1w]
             thumb = _thumbnail(level, THUMBNAIL_SIZE)
             tif.write(
-                thumb, rowsperstrip=16, compression="zlib",
-                description=f"{header} -> {thumb.shape[1]}x{thumb.shape[0]} - |{meta}", **common,
+                thumb,
+                rowsperstrip=16,
+                compression="zlib",
+                description=f"{header} -> {thumb.shape[1]}x{thumb.shape[0]} - |{meta}",
+                **common,
             )
             for k, (lw, lh) in enumerate(dims[1:], start=1):
                 if k > 1:
                     level = _block_mean(level, f)[:lh, :lw]
                 tif.write(
                     np.ascontiguousarray(level),
-                    description=f"{header} -> {lw}x{lh} JPEG/RGB Q={JPEG_QUALITY}", **tiled,
+                    description=f"{header} -> {lw}x{lh} JPEG/RGB Q={JPEG_QUALITY}",
+                    **tiled,
                 )
         del level1_full, level
         os.replace(part, path)
@@ -532,11 +542,15 @@ def write_demo_slide(
         "seed": seed,
         "tile": tile,
         "level_dimensions": [list(d) for d in dims],
-        "nuclei_fields": "x, y: centre; rx, ry: semi-axes; angle: degrees, rx axis from +x towards +y "
-        "(level-0 px)",
+        "nuclei_fields": "x, y: centre; rx, ry: semi-axes; angle: degrees, rx axis from +x towards +y (level-0 px)",
         "nuclei": [
-            {"x": round(float(x), 2), "y": round(float(y), 2), "rx": round(float(rx), 2),
-             "ry": round(float(ry), 2), "angle": round(math.degrees(a), 2)}
+            {
+                "x": round(float(x), 2),
+                "y": round(float(y), 2),
+                "rx": round(float(rx), 2),
+                "ry": round(float(ry), 2),
+                "angle": round(math.degrees(a), 2),
+            }
             for x, y, rx, ry, a in n[:, :5]
         ],
         "tissue": {
@@ -554,8 +568,15 @@ def write_demo_slide(
     os.replace(tmp, truth_path)
     logger.info("wrote demo slide %s (%dx%d, %d nuclei)", path, width, height, len(n))
     return DemoTruth(
-        path=path, truth_path=truth_path, width=width, height=height, mpp=mpp, seed=seed,
-        n_nuclei=len(n), tissue_fraction=measured, level_dimensions=tuple(dims),
+        path=path,
+        truth_path=truth_path,
+        width=width,
+        height=height,
+        mpp=mpp,
+        seed=seed,
+        n_nuclei=len(n),
+        tissue_fraction=measured,
+        level_dimensions=tuple(dims),
     )
 
 
@@ -588,9 +609,15 @@ def load_truth(path: str | Path) -> DemoGroundTruth:
         mask = _unrle(t["rle"], shape)
         extra = {k: v for k, v in data.items() if k not in {"nuclei", "tissue"}}
         return DemoGroundTruth(
-            width=int(data["width"]), height=int(data["height"]), mpp=float(data["mpp"]),
-            seed=int(data["seed"]), nuclei=nuclei, tissue_downsample=int(t["downsample"]),
-            tissue_mask=mask, tissue_fraction=float(t["fraction"]), extra=extra,
+            width=int(data["width"]),
+            height=int(data["height"]),
+            mpp=float(data["mpp"]),
+            seed=int(data["seed"]),
+            nuclei=nuclei,
+            tissue_downsample=int(t["downsample"]),
+            tissue_mask=mask,
+            tissue_fraction=float(t["fraction"]),
+            extra=extra,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         msg = f"cannot read demo slide truth {truth_path}: {exc}"

@@ -81,9 +81,7 @@ class OpenSlideReader:
             self.vendor: str | None = props.get("openslide.vendor")
             self._properties = dict(props)
             self._dimensions = tuple(int(v) for v in slide.dimensions)
-            self._level_dimensions = tuple(
-                (int(w), int(h)) for w, h in slide.level_dimensions
-            )
+            self._level_dimensions = tuple((int(w), int(h)) for w, h in slide.level_dimensions)
             self._level_downsamples = tuple(float(d) for d in slide.level_downsamples)
         except openslide.OpenSlideError as exc:
             slide.close()
@@ -92,7 +90,11 @@ class OpenSlideReader:
         self._mpp = float(mpp) if mpp is not None else _mpp_from_properties(props)
         logger.debug(
             "opened %s: vendor=%s dims=%s levels=%d mpp=%s",
-            path, self.vendor, self._dimensions, len(self._level_dimensions), self._mpp,
+            path,
+            self.vendor,
+            self._dimensions,
+            len(self._level_dimensions),
+            self._mpp,
         )
 
     # -- metadata -------------------------------------------------------------------------------
@@ -157,10 +159,7 @@ class OpenSlideReader:
         what = f"read region x={x} y={y} level={level} {width}x{height}"
         self._check_usable(what)
         if not 0 <= level < len(self._level_dimensions):
-            msg = (
-                f"cannot {what} of slide {self.path}: level must be in "
-                f"0..{len(self._level_dimensions) - 1}"
-            )
+            msg = f"cannot {what} of slide {self.path}: level must be in 0..{len(self._level_dimensions) - 1}"
             raise SlideError(msg)
         if width <= 0 or height <= 0:
             msg = f"cannot {what} of slide {self.path}: width and height must be positive"

@@ -73,9 +73,7 @@ class ArrayReader:
 
     vendor = "array"
 
-    def __init__(
-        self, image: np.ndarray, *, mpp: float | None = 0.5, levels: int = 1, path: str = "<array>"
-    ) -> None:
+    def __init__(self, image: np.ndarray, *, mpp: float | None = 0.5, levels: int = 1, path: str = "<array>") -> None:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             msg = f"ArrayReader needs an (H, W, 3) uint8 array, got {image.shape} {image.dtype}"
             raise SlideError(msg)

@@ -101,9 +101,7 @@ class Store:
         self.layout = DataLayout(Path(root))
         try:
             self.layout.root.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.layout.database, check_same_thread=False, isolation_level=None, timeout=30
-            )
+            self._db = sqlite3.connect(self.layout.database, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -201,18 +199,14 @@ class Store:
 
     def get_run(self, profile: str, run_id: str) -> RunRecord:
         """The run, if it belongs to `profile`; another profile's run is reported as not found."""
-        rows = self._query(
-            "SELECT * FROM runs WHERE run_id = ? AND profile = ?", (run_id, check_profile_name(profile))
-        )
+        rows = self._query("SELECT * FROM runs WHERE run_id = ? AND profile = ?", (run_id, check_profile_name(profile)))
         if not rows:
             msg = f"profile {profile!r} has no run {run_id!r}; see `wsidesk run --help` and list runs"
             raise ProfileError(msg)
         return _run_record(rows[0])
 
     def list_runs(self, profile: str) -> list[RunRecord]:
-        rows = self._query(
-            "SELECT * FROM runs WHERE profile = ? ORDER BY created", (check_profile_name(profile),)
-        )
+        rows = self._query("SELECT * FROM runs WHERE profile = ? ORDER BY created", (check_profile_name(profile),))
         return [_run_record(r) for r in rows]
 
     def find_resumable(self, profile: str, source: str, source_sha256: str) -> RunRecord | None:
@@ -256,21 +250,17 @@ class Store:
                 )
             elif state == "pending":  # interrupted: will run again on resume
                 db.execute(
-                    "UPDATE jobs SET state = ?, started = NULL, finished = NULL "
-                    "WHERE run_id = ? AND job_id = ?",
+                    "UPDATE jobs SET state = ?, started = NULL, finished = NULL WHERE run_id = ? AND job_id = ?",
                     (state, run_id, job_id),
                 )
             else:
                 db.execute(
-                    "UPDATE jobs SET state = ?, finished = ?, error = ?, outputs = ? "
-                    "WHERE run_id = ? AND job_id = ?",
+                    "UPDATE jobs SET state = ?, finished = ?, error = ?, outputs = ? WHERE run_id = ? AND job_id = ?",
                     (state, now, error, json.dumps(dict(outputs or {})), run_id, job_id),
                 )
 
     # -- tile checkpoints (segmentation resumes from these) --------------------------------------
-    def set_tile_states(
-        self, run_id: str, job_id: str, states: Iterable[tuple[int, str, str | None]]
-    ) -> None:
+    def set_tile_states(self, run_id: str, job_id: str, states: Iterable[tuple[int, str, str | None]]) -> None:
         with self._tx() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO tiles VALUES (?, ?, ?, ?, ?)",

@@ -246,8 +246,15 @@ def plan_tiles(
         Tile(i, r, c, xx, yy, ww, hh, f, s)
         for i, (r, c, xx, yy, ww, hh, f, s) in enumerate(
             zip(
-                rr.tolist(), cc.tolist(), x0.tolist(), y0.tolist(), w.tolist(), h.tolist(),
-                frac.tolist(), states.tolist(), strict=True,
+                rr.tolist(),
+                cc.tolist(),
+                x0.tolist(),
+                y0.tolist(),
+                w.tolist(),
+                h.tolist(),
+                frac.tolist(),
+                states.tolist(),
+                strict=True,
             )
         )
     )
@@ -265,7 +272,12 @@ def plan_tiles(
     )
     logger.info(
         "planned %d tiles (%d tissue, %d skipped) of %d px at %.3f µm/px on %s",
-        plan.total, int(keep.sum()), plan.total - int(keep.sum()), tile_size, target_mpp, reader.path,
+        plan.total,
+        int(keep.sum()),
+        plan.total - int(keep.sum()),
+        tile_size,
+        target_mpp,
+        reader.path,
     )
     return plan
 

@@ -63,9 +63,7 @@ class TissueMask:
     def shape(self) -> tuple[int, int]:
         return self.mask.shape  # type: ignore[return-value]
 
-    def fractions(
-        self, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray
-    ) -> np.ndarray:
+    def fractions(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Tissue fraction of many level-0 rectangles at once (vectorised; O(1) each).
 
         Every mask pixel the rectangle touches counts (floor/ceil), so rounding never hides tissue.
@@ -130,7 +128,10 @@ def detect_tissue(
     tissue = ((sat_b > t_sat) | ((od > t_od) & (sat_b > OD_MIN_SATURATION))) & usable
     logger.debug(
         "tissue thresholds: saturation %.3f, OD %.3f, glass %s; %.1f%% tissue before cleaning",
-        t_sat, t_od, np.round(background, 1).tolist(), 100.0 * tissue.mean(),
+        t_sat,
+        t_od,
+        np.round(background, 1).tolist(),
+        100.0 * tissue.mean(),
     )
 
     if tissue.any():

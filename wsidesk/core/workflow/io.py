@@ -29,7 +29,7 @@ class _DuplicateKeyError(MarkedYAMLError):
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys, which plain YAML silently overwrites."""
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # noqa: FBT001, FBT002
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -41,8 +41,10 @@ class _StrictLoader(yaml.SafeLoader):
                 continue  # unhashable: SafeLoader reports it itself
             if duplicate:
                 raise _DuplicateKeyError(
-                    "while reading a mapping", node.start_mark,
-                    f"found duplicate key {key!r}", key_node.start_mark,
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -75,17 +77,15 @@ def _yaml_error(exc: yaml.YAMLError, file: str | None) -> WorkflowError:
     if isinstance(exc, _DuplicateKeyError):
         msg = f"{problem}{at}; YAML would keep only the last one, so rename or merge them"
     elif isinstance(exc, ConstructorError) and "could not determine a constructor" in problem:
-        msg = (
-            f"unsupported YAML tag{at}; tags such as !!python/... are not allowed, "
-            "write plain values instead"
-        )
+        msg = f"unsupported YAML tag{at}; tags such as !!python/... are not allowed, write plain values instead"
     else:
         msg = f"invalid YAML{at}: {problem}"
     return _error(msg, file=file)
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], what: str, *, file: str | None,
-            job_id: str | None = None, hint: str = "") -> None:
+def _expect(
+    value: Any, kind: type | tuple[type, ...], what: str, *, file: str | None, job_id: str | None = None, hint: str = ""
+) -> None:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     # bool subclasses int, but `job_id: yes` is not an id.
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
@@ -93,63 +93,76 @@ def _expect(value: Any, kind: type | tuple[type, ...], what: str, *, file: str |
         raise _error(msg, file=file, job_id=job_id)
 
 
-def _check_keys(data: Mapping[Any, Any], allowed: tuple[str, ...], what: str, *,
-                file: str | None, job_id: str | None = None) -> None:
+def _check_keys(
+    data: Mapping[Any, Any], allowed: tuple[str, ...], what: str, *, file: str | None, job_id: str | None = None
+) -> None:
     unknown = [k for k in data if k not in allowed]
     if unknown:
         msg = f"{what} has unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}"
         raise _error(msg, file=file, job_id=job_id)
 
 
-def _str_mapping(value: Any, what: str, hint: str, *, file: str | None,
-                 job_id: str | None = None) -> dict[str, Any]:
+def _str_mapping(value: Any, what: str, hint: str, *, file: str | None, job_id: str | None = None) -> dict[str, Any]:
     if value is None:
         return {}
     _expect(value, dict, what, file=file, job_id=job_id, hint=f"; it must be a mapping {hint}")
     for key in value:
-        _expect(key, str, f"key {key!r} in {what}", file=file, job_id=job_id,
-                hint="; quote it to make it a string")
+        _expect(key, str, f"key {key!r} in {what}", file=file, job_id=job_id, hint="; quote it to make it a string")
     return value
 
 
 def _parse_job(data: Any, *, branch: str, index: int, file: str | None) -> Job:
     where = f"job #{index + 1} of branch {branch!r}"
-    _expect(data, dict, where, file=file,
-            hint="; each job must be a mapping like {job_id: job1, type: segment, image: a.svs}")
+    _expect(
+        data,
+        dict,
+        where,
+        file=file,
+        hint="; each job must be a mapping like {job_id: job1, type: segment, image: a.svs}",
+    )
     job_id = data.get("job_id")
     if job_id is None:
         raise _error(f"{where} has no 'job_id'; give every job a unique id", file=file)
-    _expect(job_id, str, f"'job_id' of {where}", file=file,
-            hint="; job ids must be strings, so quote it (job_id: '1')")
+    _expect(job_id, str, f"'job_id' of {where}", file=file, hint="; job ids must be strings, so quote it (job_id: '1')")
     where = f"job {job_id!r} in branch {branch!r}"
     _check_keys(data, JOB_KEYS, where, file=file, job_id=job_id)
     if "type" not in data:
-        raise _error(f"{where} has no 'type'; use tissue, segment or export", file=file,
-                     job_id=job_id)
-    _expect(data["type"], str, f"'type' of {where}", file=file, job_id=job_id,
-            hint="; use tissue, segment or export")
+        raise _error(f"{where} has no 'type'; use tissue, segment or export", file=file, job_id=job_id)
+    _expect(data["type"], str, f"'type' of {where}", file=file, job_id=job_id, hint="; use tissue, segment or export")
     image = data.get("image")
     if image is not None:
-        _expect(image, str, f"'image' of {where}", file=file, job_id=job_id,
-                hint="; it must be a file path")
+        _expect(image, str, f"'image' of {where}", file=file, job_id=job_id, hint="; it must be a file path")
     depends_on = data.get("depends_on")
     depends_on = [] if depends_on is None else depends_on
-    _expect(depends_on, list, f"'depends_on' of {where}", file=file, job_id=job_id,
-            hint="; it must be a list of job ids, e.g. [job1, job2]")
+    _expect(
+        depends_on,
+        list,
+        f"'depends_on' of {where}",
+        file=file,
+        job_id=job_id,
+        hint="; it must be a list of job ids, e.g. [job1, job2]",
+    )
     for dep in depends_on:
-        _expect(dep, str, f"entry {dep!r} in 'depends_on' of {where}", file=file,
-                job_id=job_id, hint="; job ids must be strings, so quote it")
-    params = _str_mapping(data.get("params"), f"'params' of {where}",
-                          "of param name to value", file=file, job_id=job_id)
-    return Job(job_id=job_id, type=data["type"], image=image, depends_on=tuple(depends_on),
-               params=params)
+        _expect(
+            dep,
+            str,
+            f"entry {dep!r} in 'depends_on' of {where}",
+            file=file,
+            job_id=job_id,
+            hint="; job ids must be strings, so quote it",
+        )
+    params = _str_mapping(
+        data.get("params"), f"'params' of {where}", "of param name to value", file=file, job_id=job_id
+    )
+    return Job(job_id=job_id, type=data["type"], image=image, depends_on=tuple(depends_on), params=params)
 
 
 def _parse(data: Any, *, file: str | None, base_dir: Path) -> Workflow:
     if data is None:
         raise _error("workflow file is empty; it needs at least 'name' and 'dag'", file=file)
-    _expect(data, dict, "the document", file=file,
-            hint="; a workflow is a mapping with 'name' and 'dag' at the top level")
+    _expect(
+        data, dict, "the document", file=file, hint="; a workflow is a mapping with 'name' and 'dag' at the top level"
+    )
     _check_keys(data, TOP_KEYS, "the workflow", file=file)
     for key in ("name", "dag"):
         if key not in data:
@@ -158,35 +171,39 @@ def _parse(data: Any, *, file: str | None, base_dir: Path) -> Workflow:
     profile = data.get("profile")
     if profile is not None:
         _expect(profile, str, "'profile'", file=file, hint="; it must be a profile name")
-    defaults = _str_mapping(data.get("defaults"), "'defaults'", "of param name to value",
-                            file=file)
+    defaults = _str_mapping(data.get("defaults"), "'defaults'", "of param name to value", file=file)
     layout = _str_mapping(data.get("layout"), "'layout'", "of job id to [x, y]", file=file)
     for job_id, pos in layout.items():
-        ok = isinstance(pos, list) and len(pos) == 2 and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in pos)
+        ok = (
+            isinstance(pos, list)
+            and len(pos) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pos)
+        )
         if not ok:
             msg = f"layout of job {job_id!r} must be [x, y] (two numbers), not {pos!r}"
             raise _error(msg, file=file, job_id=job_id)
     dag = data["dag"]
-    _expect(dag, dict, "'dag'", file=file,
-            hint="; it must map each branch name to a list of jobs")
+    _expect(dag, dict, "'dag'", file=file, hint="; it must map each branch name to a list of jobs")
     branches = []
     for name, jobs in dag.items():
-        _expect(name, str, f"branch name {name!r}", file=file,
-                hint="; branch names must be strings, so quote it")
+        _expect(name, str, f"branch name {name!r}", file=file, hint="; branch names must be strings, so quote it")
         if jobs is None:
             jobs = []  # reported as an empty branch by validate_workflow
-        _expect(jobs, list, f"branch {name!r}", file=file,
-                hint="; it must be a list of jobs (lines starting with '- ')")
-        branches.append(Branch(
-            name, tuple(_parse_job(j, branch=name, index=i, file=file) for i, j in enumerate(jobs))
-        ))
-    return Workflow(name=data["name"], branches=tuple(branches), profile=profile,
-                    defaults=defaults, layout=layout, base_dir=base_dir)
+        _expect(
+            jobs, list, f"branch {name!r}", file=file, hint="; it must be a list of jobs (lines starting with '- ')"
+        )
+        branches.append(Branch(name, tuple(_parse_job(j, branch=name, index=i, file=file) for i, j in enumerate(jobs))))
+    return Workflow(
+        name=data["name"],
+        branches=tuple(branches),
+        profile=profile,
+        defaults=defaults,
+        layout=layout,
+        base_dir=base_dir,
+    )
 
 
-def loads_workflow(text: str, *, file: str | Path | None = None,
-                   check_images: bool = True) -> Workflow:
+def loads_workflow(text: str, *, file: str | Path | None = None, check_images: bool = True) -> Workflow:
     """Parse and validate workflow YAML; relative images start at `file`'s folder, else cwd."""
     name = None if file is None else str(file)
     base_dir = Path.cwd() if file is None else Path(file).absolute().parent
@@ -233,8 +250,7 @@ def dump_workflow(wf: Workflow) -> str:
     if wf.layout:
         doc["layout"] = {job_id: [x, y] for job_id, (x, y) in wf.layout.items()}
     doc["dag"] = {b.name: [_job_doc(j) for j in b.jobs] for b in wf.branches}
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False)
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 def save_workflow(wf: Workflow, path: str | Path) -> None:

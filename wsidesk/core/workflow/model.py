@@ -111,7 +111,7 @@ class Workflow:
         for branch in self.branches:
             for job in branch.jobs:
                 g.add_node(job.job_id, branch=branch.name)
-            for before, after in zip(branch.jobs, branch.jobs[1:]):
+            for before, after in zip(branch.jobs, branch.jobs[1:], strict=False):
                 g.add_edge(before.job_id, after.job_id, kind="fifo")
         for _, job in self.jobs():
             for dep in job.depends_on:
@@ -204,10 +204,7 @@ def _check_params(
         types = allowed[key]
         # bool subclasses int, but `tile_size: true` is a mistake, not 1.
         if isinstance(value, bool) or not isinstance(value, types):
-            msg = (
-                f"{where}: param {key!r} must be {_type_names(types)}, "
-                f"not {type(value).__name__} {value!r}"
-            )
+            msg = f"{where}: param {key!r} must be {_type_names(types)}, not {type(value).__name__} {value!r}"
             raise _error(msg, file=file, job_id=job_id)
         if key in _PARAM_RULES:
             ok, what = _PARAM_RULES[key]
@@ -301,10 +298,7 @@ def _check_job_alone(job: Job, *, branch: str, seen: dict[str, str], file: str |
     """Checks that need only the job itself (and the ids seen so far)."""
     where = f"job {job.job_id!r} in branch {branch!r}"
     if not _JOB_ID.fullmatch(job.job_id) or job.job_id in {".", ".."}:
-        msg = (
-            f"{where}: invalid job_id; use 1-64 of A-Z a-z 0-9 _ . - "
-            "(it names the job's output folder)"
-        )
+        msg = f"{where}: invalid job_id; use 1-64 of A-Z a-z 0-9 _ . - (it names the job's output folder)"
         raise _error(msg, file=file, job_id=job.job_id)
     folded = job.job_id.casefold()
     if folded in seen:
@@ -326,6 +320,4 @@ def _check_job_alone(job: Job, *, branch: str, seen: dict[str, str], file: str |
     elif not job.image:
         msg = f"{where}: {job.type} jobs need an 'image' (a slide path)"
         raise _error(msg, file=file, job_id=job.job_id)
-    _check_params(
-        job.params, PARAM_TYPES[job.type], where=where, file=file, job_id=job.job_id
-    )
+    _check_params(job.params, PARAM_TYPES[job.type], where=where, file=file, job_id=job.job_id)

@@ -23,8 +23,14 @@ _MERGE_ID = 0x57_44  # commands with a merge key compress with the previous one 
 class DraftCommand(QUndoCommand):
     """Base: `edit` mutates a copy of the document's draft; refusals propagate as EditRefused."""
 
-    def __init__(self, document: WorkflowDocument, text: str,
-                 edit: Callable[[WorkflowDraft], Any], *, merge_key: tuple | None = None) -> None:
+    def __init__(
+        self,
+        document: WorkflowDocument,
+        text: str,
+        edit: Callable[[WorkflowDraft], Any],
+        *,
+        merge_key: tuple | None = None,
+    ) -> None:
         super().__init__(text)
         self._document = document
         self.before = document.draft
@@ -50,17 +56,24 @@ class DraftCommand(QUndoCommand):
 
 
 class AddJobCommand(DraftCommand):
-    def __init__(self, document: WorkflowDocument, job_type: str, branch: str, *,
-                 job_id: str | None = None, image: str | None = None) -> None:
-        super().__init__(document, f"Add {job_type} job",
-                         lambda d: d.add_job(job_type, branch, job_id=job_id, image=image))
+    def __init__(
+        self,
+        document: WorkflowDocument,
+        job_type: str,
+        branch: str,
+        *,
+        job_id: str | None = None,
+        image: str | None = None,
+    ) -> None:
+        super().__init__(
+            document, f"Add {job_type} job", lambda d: d.add_job(job_type, branch, job_id=job_id, image=image)
+        )
 
 
 class RemoveItemsCommand(DraftCommand):
     """Delete jobs and depends_on edges (as (dependency uid, dependent uid)) together."""
 
-    def __init__(self, document: WorkflowDocument, uids: list[int],
-                 edges: list[tuple[int, int]]) -> None:
+    def __init__(self, document: WorkflowDocument, uids: list[int], edges: list[tuple[int, int]]) -> None:
         def edit(d: WorkflowDraft) -> None:
             for dep, uid in edges:
                 if uid not in uids and dep not in uids:
@@ -72,15 +85,13 @@ class RemoveItemsCommand(DraftCommand):
 
 
 class MoveJobsCommand(DraftCommand):
-    def __init__(self, document: WorkflowDocument,
-                 drops: Mapping[int, tuple[float, float]]) -> None:
+    def __init__(self, document: WorkflowDocument, drops: Mapping[int, tuple[float, float]]) -> None:
         super().__init__(document, f"Move {len(drops)} job(s)", lambda d: d.move_jobs(drops))
 
 
 class MoveToBranchCommand(DraftCommand):
     def __init__(self, document: WorkflowDocument, uid: int, branch: str) -> None:
-        super().__init__(document, f"Move job to {branch}",
-                         lambda d: d.move_to_branch(uid, branch))
+        super().__init__(document, f"Move job to {branch}", lambda d: d.move_to_branch(uid, branch))
 
 
 class ConnectCommand(DraftCommand):
@@ -130,8 +141,7 @@ class EditWorkflowCommand(DraftCommand):
                 msg = f"unknown workflow field {what!r}"
                 raise ValueError(msg)
 
-        super().__init__(document, f"Edit workflow {what.removeprefix('default:')}", edit,
-                         merge_key=("workflow", what))
+        super().__init__(document, f"Edit workflow {what.removeprefix('default:')}", edit, merge_key=("workflow", what))
 
 
 class AddBranchCommand(DraftCommand):
@@ -141,8 +151,7 @@ class AddBranchCommand(DraftCommand):
 
 class RenameBranchCommand(DraftCommand):
     def __init__(self, document: WorkflowDocument, old: str, new: str) -> None:
-        super().__init__(document, f"Rename branch {old}",
-                         lambda d: d.rename_branch(old, new))
+        super().__init__(document, f"Rename branch {old}", lambda d: d.rename_branch(old, new))
 
 
 class RemoveBranchCommand(DraftCommand):

@@ -56,10 +56,8 @@ class WorkflowDocument(QObject):
 
     # ---- edits; each returns whether it was applied (or what it created) --------------------
 
-    def add_job(self, job_type: str, branch: str, *, job_id: str | None = None,
-                image: str | None = None) -> int | None:
-        command = self._push(lambda: cmd.AddJobCommand(self, job_type, branch, job_id=job_id,
-                                                       image=image))
+    def add_job(self, job_type: str, branch: str, *, job_id: str | None = None, image: str | None = None) -> int | None:
+        command = self._push(lambda: cmd.AddJobCommand(self, job_type, branch, job_id=job_id, image=image))
         return None if command is None else command.result
 
     def remove_items(self, uids: list[int], edges: list[tuple[int, int]] = ()) -> bool:

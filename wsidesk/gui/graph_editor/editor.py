@@ -30,8 +30,9 @@ from wsidesk.gui.graph_editor.scene import GraphView, WorkflowScene
 logger = logging.getLogger(__name__)
 
 MESSAGE_MS = 6000
-_MESSAGE_STYLE = ("QLabel { background: #fff4e5; color: #8a4b00; border: 1px solid #f0b46a;"
-                  " border-radius: 4px; padding: 4px 8px; }")
+_MESSAGE_STYLE = (
+    "QLabel { background: #fff4e5; color: #8a4b00; border: 1px solid #f0b46a; border-radius: 4px; padding: 4px 8px; }"
+)
 
 
 class HistoryAction(QAction):
@@ -112,8 +113,7 @@ class GraphEditor(QWidget):
 
     # ---- toolbar ----------------------------------------------------------------------------
 
-    def _action(self, text: str, slot: object, *, tip: str = "",
-                keys: Iterable[QKeySequence] = ()) -> QAction:
+    def _action(self, text: str, slot: object, *, tip: str = "", keys: Iterable[QKeySequence] = ()) -> QAction:
         action = QAction(text, self)
         action.setToolTip(tip or text)
         action.triggered.connect(slot)
@@ -130,39 +130,43 @@ class GraphEditor(QWidget):
         tb = self.toolbar
         self.add_job_actions: dict[str, QAction] = {}
         for job_type in JOB_TYPES:
-            action = self._action(f"+ {job_type.capitalize()}",
-                                  lambda *_, t=job_type: self.add_job(t),
-                                  tip=f"add a {job_type} job to the current branch")
+            action = self._action(
+                f"+ {job_type.capitalize()}",
+                lambda *_, t=job_type: self.add_job(t),
+                tip=f"add a {job_type} job to the current branch",
+            )
             self.add_job_actions[job_type] = action
             tb.addAction(action)
         tb.addSeparator()
         tb.addWidget(QLabel(" Branch "))
         tb.addWidget(self.branch_combo)
-        self.add_branch_action = self._action("+ Branch", lambda *_: self.add_branch(),
-                                              tip="add an empty branch (lane)")
-        self.rename_branch_action = self._action("Rename…", self._on_rename_branch_triggered,
-                                                 tip="rename the current branch")
-        self.remove_branch_action = self._action("Remove", self._on_remove_branch_triggered,
-                                                 tip="delete the current branch and its jobs")
+        self.add_branch_action = self._action(
+            "+ Branch", lambda *_: self.add_branch(), tip="add an empty branch (lane)"
+        )
+        self.rename_branch_action = self._action(
+            "Rename…", self._on_rename_branch_triggered, tip="rename the current branch"
+        )
+        self.remove_branch_action = self._action(
+            "Remove", self._on_remove_branch_triggered, tip="delete the current branch and its jobs"
+        )
         for a in (self.add_branch_action, self.rename_branch_action, self.remove_branch_action):
             tb.addAction(a)
         tb.addSeparator()
-        self.delete_action = self._action("Delete", lambda *_: self.delete_selected(),
-                                          tip="delete the selected jobs and edges (Del)")
+        self.delete_action = self._action(
+            "Delete", lambda *_: self.delete_selected(), tip="delete the selected jobs and edges (Del)"
+        )
         self.undo_action = HistoryAction("Undo", stack, self)
         self.redo_action = HistoryAction("Redo", stack, self)
         self.undo_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Undo)])
-        shift_z = QKeyCombination(Qt.KeyboardModifier.ControlModifier
-                                  | Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_Z)
-        self.redo_action.setShortcuts([QKeySequence(shift_z),
-                                       QKeySequence(QKeySequence.StandardKey.Redo)])
+        shift_z = QKeyCombination(Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier, Qt.Key.Key_Z)
+        self.redo_action.setShortcuts([QKeySequence(shift_z), QKeySequence(QKeySequence.StandardKey.Redo)])
         for a in (self.undo_action, self.redo_action):
             a.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.addAction(a)
-        self.fit_action = self._action("Fit", lambda *_: self.view.fit(),
-                                       tip="show the whole workflow")
-        self.run_action = self._action("▶ Run", lambda *_: self.request_run(),
-                                       tip="submit this workflow to the scheduler")
+        self.fit_action = self._action("Fit", lambda *_: self.view.fit(), tip="show the whole workflow")
+        self.run_action = self._action(
+            "▶ Run", lambda *_: self.request_run(), tip="submit this workflow to the scheduler"
+        )
         for a in (self.delete_action, self.undo_action, self.redo_action, self.fit_action):
             tb.addAction(a)
         tb.addSeparator()
@@ -260,8 +264,9 @@ class GraphEditor(QWidget):
     def remove_branch(self, name: str) -> bool:
         return self.document.remove_branch(name)
 
-    def add_job(self, job_type: str, branch: str | None = None, *, job_id: str | None = None,
-                image: str | None = None) -> str | None:
+    def add_job(
+        self, job_type: str, branch: str | None = None, *, job_id: str | None = None, image: str | None = None
+    ) -> str | None:
         """Add a job at the end of `branch` (default: the current one; a new one if none)."""
         branch = branch or self.current_branch or self.add_branch()
         if branch is None:
@@ -277,8 +282,7 @@ class GraphEditor(QWidget):
 
     def connect_jobs(self, dependency: str, job_id: str) -> bool:
         """Make `job_id` wait for `dependency` (what dragging dependency's output port does)."""
-        return self.scene.connect_nodes(self.node_item(dependency), self.node_item(job_id),
-                                        from_output=True)
+        return self.scene.connect_nodes(self.node_item(dependency), self.node_item(job_id), from_output=True)
 
     def disconnect_jobs(self, dependency: str, job_id: str) -> bool:
         return self.document.disconnect_jobs(self._uid(dependency), self._uid(job_id))
@@ -361,8 +365,7 @@ class GraphEditor(QWidget):
         self.remove_branch_action.setEnabled(has_branch)
         problem = self.problem(check_images=True)
         counts = f"{len(names)} branches · {len(draft.jobs)} jobs"
-        self.status_label.setText(f"{counts} · ✓ ready to run" if problem is None
-                                  else f"{counts} · ⚠ not runnable yet")
+        self.status_label.setText(f"{counts} · ✓ ready to run" if problem is None else f"{counts} · ⚠ not runnable yet")
         self.status_label.setToolTip(problem or "")
         self.run_action.setToolTip(problem or "submit this workflow to the scheduler")
 

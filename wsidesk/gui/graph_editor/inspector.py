@@ -33,16 +33,15 @@ from wsidesk.gui.graph_editor.document import WorkflowDocument
 from wsidesk.gui.graph_editor.model import ALL_PARAMS, DEVICES, check_job_id
 
 # Shown (greyed) for params nobody set; what the CLI and jobs fall back to.
-FALLBACKS: dict[str, Any] = {"tile_size": 512, "padding": 80, "batch_size": 16,
-                             "device": "auto", "format": "geojson"}
+FALLBACKS: dict[str, Any] = {"tile_size": 512, "padding": 80, "batch_size": 16, "device": "auto", "format": "geojson"}
 # Initial value when a param is switched on and there is nothing to inherit.
-STARTERS: dict[str, Any] = {**FALLBACKS, "target_mpp": 0.5, "mpp": 0.5, "min_tissue": 0.1,
-                            "model": ""}
+STARTERS: dict[str, Any] = {**FALLBACKS, "target_mpp": 0.5, "mpp": 0.5, "min_tissue": 0.1, "model": ""}
 _INT_RANGES = {"tile_size": (16, 16384), "padding": (0, 4096), "batch_size": (1, 4096)}
 _FLOAT_RANGES = {"target_mpp": (0.01, 100.0), "mpp": (0.01, 100.0), "min_tissue": (0.0, 1.0)}
 _INVALID = "QLineEdit { border: 1px solid #d32f2f; background: #fdecea; }"
-SLIDE_FILTER = ("Slides (*.svs *.tif *.tiff *.ndpi *.mrxs *.scn *.svslide *.bif *.vms *.vmu "
-                "*.qptiff *.dcm);;All files (*)")
+SLIDE_FILTER = (
+    "Slides (*.svs *.tif *.tiff *.ndpi *.mrxs *.scn *.svslide *.bif *.vms *.vmu *.qptiff *.dcm);;All files (*)"
+)
 
 
 def mark_invalid(edit: QLineEdit, problem: str | None) -> None:
@@ -133,8 +132,7 @@ class ParamRow:
             self._apply(self.key, None)
             return
         value = self.value()
-        if value in ("", None) or (not isinstance(self.widget, QComboBox | QLineEdit)
-                                   and self.widget.text() == ""):
+        if value in ("", None) or (not isinstance(self.widget, QComboBox | QLineEdit) and self.widget.text() == ""):
             value = STARTERS.get(self.key)
             if value in ("", None):
                 return  # model: wait for the user to type one
@@ -202,8 +200,10 @@ class InspectorPanel(QWidget):
         v = QVBoxLayout(page)
         v.addLayout(form)
         v.addWidget(box)
-        hint = QLabel("Select a job to edit it. Drag from a job's right port to another job to "
-                      "make it wait; Del removes the selection.")
+        hint = QLabel(
+            "Select a job to edit it. Drag from a job's right port to another job to "
+            "make it wait; Del removes the selection."
+        )
         hint.setWordWrap(True)
         hint.setStyleSheet("color: #607080;")
         v.addWidget(hint)
@@ -303,8 +303,7 @@ class InspectorPanel(QWidget):
         mark_invalid(self.job_id_edit, None)
         for combo, items, current in (
             (self.type_combo, JOB_TYPES, job.type),
-            (self.branch_combo, [b.name for b in draft.branches],
-             draft.branches[draft.lane_of(job.uid)].name),
+            (self.branch_combo, [b.name for b in draft.branches], draft.branches[draft.lane_of(job.uid)].name),
         ):
             combo.blockSignals(True)
             if [combo.itemText(i) for i in range(combo.count())] != list(items):
@@ -316,15 +315,15 @@ class InspectorPanel(QWidget):
         self.image_edit.setText(job.image or "")
         self.image_edit.setEnabled(not export)
         self.browse_button.setEnabled(not export)
-        self.image_edit.setPlaceholderText("export jobs take no image" if export
-                                           else "slide path, relative to the workflow file")
+        self.image_edit.setPlaceholderText(
+            "export jobs take no image" if export else "slide path, relative to the workflow file"
+        )
         problems = draft.job_problems(job.uid)
         mark_invalid(self.image_edit, None)
         if "needs an image" in problems:
             mark_invalid(self.image_edit, f"{job.type} jobs need an image")
         deps = [draft.jobs[d].job_id for d in job.depends_on]
-        self.depends_label.setText(", ".join(deps) if deps else "nothing (drag from a job's "
-                                   "output port onto this one)")
+        self.depends_label.setText(", ".join(deps) if deps else "nothing (drag from a job's output port onto this one)")
         self.error_label.setText("\n".join(f"⚠ {p}" for p in problems))
         allowed = PARAM_TYPES[job.type]
         for key, row in self.param_rows.items():
@@ -381,8 +380,11 @@ class InspectorPanel(QWidget):
         text = self.name_edit.text()
         if text == self.document.draft.name:
             return
-        problem = "the workflow needs a name" if not text.strip() else self._refused(
-            self.document.edit_workflow("name", text))
+        problem = (
+            "the workflow needs a name"
+            if not text.strip()
+            else self._refused(self.document.edit_workflow("name", text))
+        )
         if problem:
             self.name_edit.setText(text)
         mark_invalid(self.name_edit, problem)
@@ -392,8 +394,7 @@ class InspectorPanel(QWidget):
             self.document.edit_job(self._uid, "type", job_type)
 
     def _on_branch_changed(self, branch: str) -> None:
-        if self._uid is not None and branch and not self.document.move_to_branch(self._uid,
-                                                                                  branch):
+        if self._uid is not None and branch and not self.document.move_to_branch(self._uid, branch):
             self.refresh()
 
     def _on_image_finished(self) -> None:
@@ -417,8 +418,7 @@ class InspectorPanel(QWidget):
     def choose_image_file(self) -> str:
         """Ask for a slide file; '' when cancelled. Tests replace this."""
         base = self.document.draft.base_dir
-        path, _ = QFileDialog.getOpenFileName(self, "Choose slide image",
-                                              str(base) if base else "", SLIDE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Choose slide image", str(base) if base else "", SLIDE_FILTER)
         return path
 
     def _on_browse_clicked(self) -> None:

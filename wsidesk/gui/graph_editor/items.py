@@ -32,17 +32,20 @@ from wsidesk.gui.graph_editor.model import LANE_H, NODE_H, NODE_W
 if TYPE_CHECKING:
     from wsidesk.gui.graph_editor.scene import WorkflowScene
 
-TYPE_COLOURS = {"tissue": QColor("#2e9e74"), "segment": QColor("#3f6fd8"),
-                "export": QColor("#8e5bc7")}
+TYPE_COLOURS = {"tissue": QColor("#2e9e74"), "segment": QColor("#3f6fd8"), "export": QColor("#8e5bc7")}
 # Node body fill per run state; None means the normal white body.
 STATE_COLOURS = {
-    "pending": QColor("#e3e5e8"), "queued": QColor("#e3e5e8"), "running": QColor("#ffe27a"),
-    "succeeded": QColor("#a8e6a3"), "failed": QColor("#f4a3a3"), "skipped": QColor("#eceef1"),
-    "cancelled": QColor("#cfd2d6"), "waiting": QColor("#bfe1fb"),
+    "pending": QColor("#e3e5e8"),
+    "queued": QColor("#e3e5e8"),
+    "running": QColor("#ffe27a"),
+    "succeeded": QColor("#a8e6a3"),
+    "failed": QColor("#f4a3a3"),
+    "skipped": QColor("#eceef1"),
+    "cancelled": QColor("#cfd2d6"),
+    "waiting": QColor("#bfe1fb"),
 }
 STATE_OPACITY = {"skipped": 0.45, "cancelled": 0.6}
-LANE_COLOURS = [QColor(c) for c in ("#e8f0fe", "#e6f4ea", "#fef7e0", "#fce8e6", "#f3e8fd",
-                                    "#e0f7fa")]
+LANE_COLOURS = [QColor(c) for c in ("#e8f0fe", "#e6f4ea", "#fef7e0", "#fce8e6", "#f3e8fd", "#e0f7fa")]
 INK = QColor("#263238")
 MUTED = QColor("#607080")
 SELECTED = QColor("#1e88e5")
@@ -71,15 +74,15 @@ class PortItem(QGraphicsItem):
         self.setCursor(Qt.CursorShape.CrossCursor)
         self.setPos(NODE_W if output else 0.0, NODE_H / 2)
         self.setZValue(2)
-        self.setToolTip("drag to a job that must wait for this one" if output
-                        else "drag to a job this one must wait for")
+        self.setToolTip(
+            "drag to a job that must wait for this one" if output else "drag to a job this one must wait for"
+        )
 
     def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
         r = PORT_R + 4  # a larger hit area than the drawn dot
         return QRectF(-r, -r, 2 * r, 2 * r)
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setPen(QPen(INK, 1.4))
         painter.setBrush(SELECTED if self._hovered else QColor("white"))
@@ -122,17 +125,18 @@ class NodeItem(QGraphicsItem):
         self.problems: list[str] = []
         self.state: str | None = None
         self.edges: list[EdgeItem] = []
-        self.setFlags(QGraphicsItem.GraphicsItemFlag.ItemIsMovable
-                      | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
-                      | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
+        self.setFlags(
+            QGraphicsItem.GraphicsItemFlag.ItemIsMovable
+            | QGraphicsItem.GraphicsItemFlag.ItemIsSelectable
+            | QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges
+        )
         self.setAcceptHoverEvents(True)
         self.setZValue(10)
         self.input_port = PortItem(self, output=False)
         self.output_port = PortItem(self, output=True)
 
     def set_job(self, job_id: str, job_type: str, subtitle: str, problems: list[str]) -> None:
-        self.job_id, self.job_type, self.subtitle, self.problems = (
-            job_id, job_type, subtitle, problems)
+        self.job_id, self.job_type, self.subtitle, self.problems = (job_id, job_type, subtitle, problems)
         tip = [f"{job_id} ({job_type})", subtitle, *[f"⚠ {p}" for p in problems]]
         self.setToolTip("\n".join(t for t in tip if t))
         self.update()
@@ -153,8 +157,7 @@ class NodeItem(QGraphicsItem):
         path.addRoundedRect(QRectF(0, 0, NODE_W, NODE_H), 9, 9)
         return path
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
         rect = QRectF(0, 0, NODE_W, NODE_H)
@@ -192,31 +195,35 @@ class NodeItem(QGraphicsItem):
         painter.setFont(title_font)
         painter.setPen(INK)
         title_w = badge.left() - left - 6
-        title = QFontMetricsF(title_font).elidedText(self.job_id, Qt.TextElideMode.ElideRight,
-                                                    title_w)
-        painter.drawText(QRectF(left, 6, title_w, 22),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title)
+        title = QFontMetricsF(title_font).elidedText(self.job_id, Qt.TextElideMode.ElideRight, title_w)
+        painter.drawText(
+            QRectF(left, 6, title_w, 22), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title
+        )
 
         sub_font = _font(8.5)
         painter.setFont(sub_font)
         painter.setPen(MUTED)
-        sub = QFontMetricsF(sub_font).elidedText(self.subtitle, Qt.TextElideMode.ElideMiddle,
-                                                 NODE_W - left - 12)
-        painter.drawText(QRectF(left, 30, NODE_W - left - 12, 18),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, sub)
+        sub = QFontMetricsF(sub_font).elidedText(self.subtitle, Qt.TextElideMode.ElideMiddle, NODE_W - left - 12)
+        painter.drawText(
+            QRectF(left, 30, NODE_W - left - 12, 18), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, sub
+        )
 
         if self.state:
             painter.setFont(_font(8, bold=True))
             painter.setPen(INK)
-            painter.drawText(QRectF(left, 52, NODE_W - left - 12, 18),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                             f"● {self.state}")
+            painter.drawText(
+                QRectF(left, 52, NODE_W - left - 12, 18),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                f"● {self.state}",
+            )
         elif self.problems:
             painter.setFont(_font(8, italic=True))
             painter.setPen(WARN)
-            painter.drawText(QRectF(left, 52, NODE_W - left - 12, 18),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                             f"⚠ {self.problems[0]}")
+            painter.drawText(
+                QRectF(left, 52, NODE_W - left - 12, 18),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                f"⚠ {self.problems[0]}",
+            )
 
     def itemChange(self, change: QGraphicsItem.GraphicsItemChange, value: Any) -> Any:  # noqa: N802
         if change == QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged:
@@ -292,8 +299,7 @@ class EdgeItem(QGraphicsPathItem):
         stroker.setWidth(12)
         return stroker.createStroke(self.path())
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         pen = self._pen()
         painter.setPen(pen)
@@ -325,8 +331,9 @@ class EdgeItem(QGraphicsPathItem):
 class BranchLaneItem(QGraphicsItem):
     """A branch as a coloured horizontal band with its name; its jobs sit on it in order."""
 
-    def __init__(self, name: str, index: int, job_count: int, *, current: bool,
-                 left: float, right: float, top: float) -> None:
+    def __init__(
+        self, name: str, index: int, job_count: int, *, current: bool, left: float, right: float, top: float
+    ) -> None:
         super().__init__()
         self.name = name
         self.index = index
@@ -344,8 +351,7 @@ class BranchLaneItem(QGraphicsItem):
     def boundingRect(self) -> QRectF:  # noqa: N802
         return self._rect.adjusted(-2, -2, 2, 2)
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         rect = self._rect
         colour = self.colour
@@ -368,21 +374,25 @@ class BranchLaneItem(QGraphicsItem):
         painter.setFont(name_font)
         painter.setPen(INK)
         text_rect = header.adjusted(14, 0, -10, 0)
-        name = QFontMetricsF(name_font).elidedText(self.name, Qt.TextElideMode.ElideRight,
-                                                   text_rect.width())
-        painter.drawText(text_rect.adjusted(0, 0, 0, -16),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name)
+        name = QFontMetricsF(name_font).elidedText(self.name, Qt.TextElideMode.ElideRight, text_rect.width())
+        painter.drawText(
+            text_rect.adjusted(0, 0, 0, -16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name
+        )
         painter.setFont(_font(8.5))
         painter.setPen(MUTED)
         count = f"{self.job_count} job" + ("s" if self.job_count != 1 else "")
-        painter.drawText(text_rect.adjusted(0, 20, 0, 0),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         count + (" · current" if self.current else ""))
+        painter.drawText(
+            text_rect.adjusted(0, 20, 0, 0),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            count + (" · current" if self.current else ""),
+        )
         if self.job_count == 0:
             painter.setFont(_font(9, italic=True))
-            painter.drawText(QRectF(rect.left() + HEADER_W + 20, rect.top(), 400, rect.height()),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                             "empty branch: add a job from the toolbar or drag one here")
+            painter.drawText(
+                QRectF(rect.left() + HEADER_W + 20, rect.top(), 400, rect.height()),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                "empty branch: add a job from the toolbar or drag one here",
+            )
 
 
 def image_label(image: str | None, job_type: str, deps: int) -> str:

@@ -29,12 +29,9 @@ from wsidesk.core.workflow import (
     validate_workflow,
 )
 
-JOB_STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled",
-              "waiting")
+JOB_STATES = ("pending", "queued", "running", "succeeded", "failed", "skipped", "cancelled", "waiting")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-ALL_PARAMS: dict[str, type | tuple[type, ...]] = {
-    k: t for types in PARAM_TYPES.values() for k, t in types.items()
-}
+ALL_PARAMS: dict[str, type | tuple[type, ...]] = {k: t for types in PARAM_TYPES.values() for k, t in types.items()}
 _JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 # Canvas geometry in scene units. Lanes are stacked top to bottom in branch order; nodes sit
@@ -47,7 +44,7 @@ LANE_GAP = 12.0
 LANE_PITCH = LANE_H + LANE_GAP
 
 
-class EditRefused(Exception):  # noqa: N818 - a refusal, not a failure
+class EditRefused(Exception):
     """An edit would make the workflow inconsistent; its message says why, for the user."""
 
 
@@ -70,8 +67,7 @@ def check_param(key: str, value: Any) -> str | None:
     """Why `value` is not valid for param `key` (the core's own rules), or None."""
     if key not in ALL_PARAMS:
         return f"unknown param {key!r}"
-    probe = Workflow(name="probe", branches=(Branch("b", (Job("j", "tissue", image="x"),)),),
-                     defaults={key: value})
+    probe = Workflow(name="probe", branches=(Branch("b", (Job("j", "tissue", image="x"),)),), defaults={key: value})
     try:
         validate_workflow(probe, check_images=False)
     except WorkflowError as exc:
@@ -111,16 +107,14 @@ class WorkflowDraft:
 
     @classmethod
     def from_workflow(cls, wf: Workflow) -> WorkflowDraft:
-        draft = cls(name=wf.name, profile=wf.profile, defaults=dict(wf.defaults),
-                    base_dir=wf.base_dir)
+        draft = cls(name=wf.name, profile=wf.profile, defaults=dict(wf.defaults), base_dir=wf.base_dir)
         ids: dict[str, int] = {}
         for branch in wf.branches:
             lane = BranchDraft(branch.name)
             for job in branch.jobs:
                 uid = draft._new_uid()
                 ids[job.job_id] = uid
-                draft.jobs[uid] = JobDraft(uid, job.job_id, job.type, job.image,
-                                           params=dict(job.params))
+                draft.jobs[uid] = JobDraft(uid, job.job_id, job.type, job.image, params=dict(job.params))
                 lane.jobs.append(uid)
             draft.branches.append(lane)
         for _, job in wf.jobs():
@@ -146,8 +140,14 @@ class WorkflowDraft:
                 if uid in self.positions:
                     layout[job.job_id] = self.positions[uid]
             branches.append(Branch(lane.name, tuple(jobs)))
-        return Workflow(name=self.name, branches=tuple(branches), profile=self.profile,
-                        defaults=dict(self.defaults), layout=layout, base_dir=target)
+        return Workflow(
+            name=self.name,
+            branches=tuple(branches),
+            profile=self.profile,
+            defaults=dict(self.defaults),
+            layout=layout,
+            base_dir=target,
+        )
 
     def _rebased(self, image: str | None, target: Path | None) -> str | None:
         if image is None or target is None or self.base_dir == target:
@@ -207,7 +207,7 @@ class WorkflowDraft:
 
     def fifo_edges(self) -> Iterator[tuple[int, int]]:
         for lane in self.branches:
-            yield from zip(lane.jobs, lane.jobs[1:])
+            yield from zip(lane.jobs, lane.jobs[1:], strict=False)
 
     def graph(self) -> nx.DiGraph:
         """Job ids with FIFO and depends_on edges, as `Workflow.graph()` builds them."""
@@ -334,8 +334,7 @@ class WorkflowDraft:
                 if uid in self.positions:
                     self.positions[uid] = (self.positions[uid][0], lane_node_y(i))
 
-    def add_job(self, job_type: str, branch: str, *, job_id: str | None = None,
-                image: str | None = None) -> int:
+    def add_job(self, job_type: str, branch: str, *, job_id: str | None = None, image: str | None = None) -> int:
         if job_type not in JOB_TYPES:
             msg = f"unknown job type {job_type!r}; use one of {', '.join(JOB_TYPES)}"
             raise EditRefused(msg)
@@ -446,7 +445,7 @@ class WorkflowDraft:
             lanes[i].append((x, 1, uid))
             self.positions[uid] = (x, lane_node_y(i))
         before = [list(lane.jobs) for lane in self.branches]
-        for lane, members in zip(self.branches, lanes):
+        for lane, members in zip(self.branches, lanes, strict=True):
             lane.jobs = [uid for _, _, uid in sorted(members, key=lambda m: (m[0], m[1]))]
         if before != [lane.jobs for lane in self.branches]:
             names = ", ".join(sorted(self.jobs[u].job_id for u in drops))

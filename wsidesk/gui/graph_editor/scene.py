@@ -67,9 +67,9 @@ class WorkflowScene(QGraphicsScene):
             if node is None:
                 node = self.nodes[uid] = NodeItem(uid)
                 self.addItem(node)
-            node.set_job(job.job_id, job.type, image_label(job.image, job.type,
-                                                           len(job.depends_on)),
-                         draft.job_problems(uid))
+            node.set_job(
+                job.job_id, job.type, image_label(job.image, job.type, len(job.depends_on)), draft.job_problems(uid)
+            )
             node.set_state(self._states.get(job.job_id))
             node.setPos(*shown[uid])
 
@@ -84,8 +84,9 @@ class WorkflowScene(QGraphicsScene):
         for edge in self.edges.values():
             edge.update_path()
             if not edge.fifo:
-                edge.setToolTip(f"{edge.target.job_id} depends on {edge.source.job_id} "
-                                "(select and press Del to remove)")
+                edge.setToolTip(
+                    f"{edge.target.job_id} depends on {edge.source.job_id} (select and press Del to remove)"
+                )
 
         names = [lane.name for lane in draft.branches]
         if self._current_branch not in names:
@@ -104,13 +105,18 @@ class WorkflowScene(QGraphicsScene):
         right = max((x + NODE_W for x, _ in shown.values()), default=0.0) + NODE_GAP
         right = max(right, 760.0)
         for i, branch in enumerate(self.document.draft.branches):
-            lane = BranchLaneItem(branch.name, i, len(branch.jobs),
-                                  current=branch.name == self._current_branch,
-                                  left=-HEADER_W - 20, right=right, top=lane_top(i))
+            lane = BranchLaneItem(
+                branch.name,
+                i,
+                len(branch.jobs),
+                current=branch.name == self._current_branch,
+                left=-HEADER_W - 20,
+                right=right,
+                top=lane_top(i),
+            )
             self.addItem(lane)
             self.lanes.append(lane)
-        bounds = QRectF(-HEADER_W - 20, 0, right + HEADER_W + 20, max(lane_top(len(self.lanes)),
-                                                                    140))
+        bounds = QRectF(-HEADER_W - 20, 0, right + HEADER_W + 20, max(lane_top(len(self.lanes)), 140))
         self.setSceneRect(bounds.adjusted(-30, -30, 240, 120))
 
     # ---- current branch ---------------------------------------------------------------------
@@ -251,8 +257,7 @@ class GraphView(QGraphicsView):
     def __init__(self, scene: WorkflowScene, parent: QWidget | None = None) -> None:
         super().__init__(scene, parent)
         self._fit_pending = False  # a fit asked for while hidden happens when first shown
-        self.setRenderHints(QPainter.RenderHint.Antialiasing
-                            | QPainter.RenderHint.TextAntialiasing)
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
         self.setDragMode(QGraphicsView.DragMode.RubberBandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
@@ -301,7 +306,8 @@ class GraphView(QGraphicsView):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         panning = event.button() == Qt.MouseButton.MiddleButton or (
-            event.button() == Qt.MouseButton.LeftButton and self._space_held)
+            event.button() == Qt.MouseButton.LeftButton and self._space_held
+        )
         if panning:
             self._pan_from = event.position()
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
@@ -313,8 +319,7 @@ class GraphView(QGraphicsView):
         if self._pan_from is not None:
             delta = event.position() - self._pan_from
             self._pan_from = event.position()
-            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value()
-                                                - int(delta.x()))
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(delta.x()))
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(delta.y()))
             event.accept()
             return
@@ -323,8 +328,7 @@ class GraphView(QGraphicsView):
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if self._pan_from is not None:
             self._pan_from = None
-            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space_held
-                                      else Qt.CursorShape.ArrowCursor)
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space_held else Qt.CursorShape.ArrowCursor)
             event.accept()
             return
         super().mouseReleaseEvent(event)

@@ -106,16 +106,17 @@ class TissueOverlay(OverlayItem):
         a = self._color.alpha()
         # One premultiplied ARGB word per pixel (B, G, R, A in little-endian memory), written whole:
         # ~10x faster than assigning four channels through a boolean index, on the GUI thread.
-        word = (a << 24) | ((self._color.red() * a // 255) << 16) | ((self._color.green() * a // 255) << 8) | (
-            self._color.blue() * a // 255
+        word = (
+            (a << 24)
+            | ((self._color.red() * a // 255) << 16)
+            | ((self._color.green() * a // 255) << 8)
+            | (self._color.blue() * a // 255)
         )
         rows = np.frombuffer(image.bits(), dtype=np.uint32).reshape(h, image.bytesPerLine() // 4)
         rows[:, :w] = np.where(mask, np.uint32(word), np.uint32(0))
         return image
 
-    def paint(
-        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
-    ) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         if self._image is None:
             return
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
@@ -157,9 +158,7 @@ class TileGridOverlay(OverlayItem):
             self._pos = {}
             self._set_bounds(QRectF())
         else:
-            self._rects = np.array([(t.x, t.y, t.w, t.h) for t in plan.tiles], dtype=np.float64).reshape(
-                -1, 4
-            )
+            self._rects = np.array([(t.x, t.y, t.w, t.h) for t in plan.tiles], dtype=np.float64).reshape(-1, 4)
             self._states = [t.state for t in plan.tiles]
             self._pos = {t.index: i for i, t in enumerate(plan.tiles)}
             if len(self._rects):
@@ -200,16 +199,16 @@ class TileGridOverlay(OverlayItem):
             self.update(QRectF(x, y, w, h).adjusted(-margin, -margin, margin, margin))
         return changed
 
-    def paint(
-        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
-    ) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         if not len(self._rects):
             return
         ex = _exposed(option, self._bounds)
         r = self._rects
         hit = np.nonzero(
-            (r[:, 0] < ex.right()) & (r[:, 0] + r[:, 2] > ex.left())
-            & (r[:, 1] < ex.bottom()) & (r[:, 1] + r[:, 3] > ex.top())
+            (r[:, 0] < ex.right())
+            & (r[:, 0] + r[:, 2] > ex.left())
+            & (r[:, 1] < ex.bottom())
+            & (r[:, 1] + r[:, 3] > ex.top())
         )[0]
         groups: dict[str, list[QRectF]] = {}
         for i in hit.tolist():
@@ -252,7 +251,7 @@ def polygons_to_qpolygonf(polygons: list[np.ndarray]) -> list[QPolygonF]:
     base = packed.ctypes.data
     memmove, voidptr = ctypes.memmove, shiboken6.VoidPtr
     out = []
-    for start, k in zip(starts.tolist(), (n + 1).tolist()):
+    for start, k in zip(starts.tolist(), (n + 1).tolist(), strict=True):
         poly = QPolygonF()
         poly.resize(k)
         memmove(int(voidptr(poly.data(), k * 16, True)), base + start * 16, k * 16)
@@ -300,9 +299,7 @@ class _DensityRaster:
 
     def mark_dirty(self, box: tuple[int, int, int, int]) -> None:
         d = self.dirty
-        self.dirty = box if d is None else (
-            min(d[0], box[0]), max(d[1], box[1]), min(d[2], box[2]), max(d[3], box[3])
-        )
+        self.dirty = box if d is None else (min(d[0], box[0]), max(d[1], box[1]), min(d[2], box[2]), max(d[3], box[3]))
 
     def _blocks(self, counts: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Block sums for coarse rows r0:r1, cols c0:c1."""
@@ -466,7 +463,7 @@ class CellOverlay(OverlayItem):
         bx, by, boxes_sorted = bx[order], by[order], boxes[order]
         starts = np.flatnonzero(np.r_[True, (bx[1:] != bx[:-1]) | (by[1:] != by[:-1])])
         ends = np.r_[starts[1:], len(order)]
-        for a, b in zip(starts.tolist(), ends.tolist()):
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
             key = (int(bx[a]), int(by[a]))
             bucket = self._buckets.get(key)
             if bucket is None:
@@ -573,14 +570,12 @@ class CellOverlay(OverlayItem):
             raster = self._rasters[factor] = _DensityRaster(factor)
         return raster.render(self._counts)
 
-    # -- painting ----    # -- painting -----------------------------------------------------------------------------------
+    # -- painting --------------------------------------------------------------------------------------
     def uses_density_at(self, scale: float) -> bool:
         """Whether, at `scale` screen px per level-0 px, cells are too small to draw as polygons."""
         return self._count > 0 and self.typical_cell_size * scale < self.min_cell_px
 
-    def paint(
-        self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None
-    ) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         if not self._count:
             self.last_paint_mode = "none"
             return
@@ -599,9 +594,7 @@ class CellOverlay(OverlayItem):
             return
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         px = self._bin * factor
-        painter.drawImage(
-            QRectF(0, 0, image.width() * px, image.height() * px), image, QRectF(image.rect())
-        )
+        painter.drawImage(QRectF(0, 0, image.width() * px, image.height() * px), image, QRectF(image.rect()))
 
     def _paint_polygons(self, painter: QPainter, exposed: QRectF) -> None:
         self.last_paint_mode = "polygons"
@@ -616,9 +609,7 @@ class CellOverlay(OverlayItem):
         fill = QColor(self._color)
         fill.setAlpha(90)
         if (bx1 - bx0 + 1) * (by1 - by0 + 1) > len(self._buckets):
-            candidates = [
-                (k, b) for k, b in self._buckets.items() if bx0 <= k[0] <= bx1 and by0 <= k[1] <= by1
-            ]
+            candidates = [(k, b) for k, b in self._buckets.items() if bx0 <= k[0] <= bx1 and by0 <= k[1] <= by1]
         else:
             candidates = [
                 ((i, j), self._buckets[(i, j)])

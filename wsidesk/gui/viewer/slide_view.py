@@ -62,9 +62,7 @@ def _align(world: QTransform, rect: QRectF) -> QRectF:
     """Device rect of a scene rect with each edge rounded on its own, so abutting tiles never leave
     a hairline seam between them."""
     r = world.mapRect(rect)
-    return QRectF(
-        QPointF(round(r.left()), round(r.top())), QPointF(round(r.right()), round(r.bottom()))
-    )
+    return QRectF(QPointF(round(r.left()), round(r.top())), QPointF(round(r.right()), round(r.bottom())))
 
 
 class SlideView(QGraphicsView):
@@ -201,9 +199,7 @@ class SlideView(QGraphicsView):
         self._thumbnail = rgb_to_qimage(thumb)
         self._failed.clear()
         self._requested = frozenset()
-        loader = TileLoader(
-            reader, self.cache, tile_size=self.tile_size, max_threads=self._loader_threads, parent=self
-        )
+        loader = TileLoader(reader, self.cache, tile_size=self.tile_size, max_threads=self._loader_threads, parent=self)
         loader.tile_loaded.connect(self._on_tile_loaded)
         loader.tile_failed.connect(self._on_tile_failed)
         self._loader = loader
