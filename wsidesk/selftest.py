@@ -277,7 +277,7 @@ def check_segment(state: _State) -> str:
         raise RuntimeError(msg)
     best = max(plan.tissue_tiles, key=lambda t: t.tissue)
     one = replace(plan, tiles=tuple(t if t.index == best.index else replace(t, state="skipped") for t in plan.tiles))
-    normaliser = SlideNormaliser.from_thumbnail(thumbnail, detect_tissue(thumbnail))
+    normaliser = SlideNormaliser.from_image(thumbnail, detect_tissue(thumbnail))
     with warnings.catch_warnings():
         # InstanSeg's post-processing uses sparse CSR tensors: torch warns about their beta state on every run
         warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support", category=UserWarning)

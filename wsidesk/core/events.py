@@ -1,6 +1,7 @@
 """Events: what happened, as plain frozen values that any thread may emit.
 
-The names and fields are the user-facing contract of ``events.jsonl``.
+The names and fields are the user-facing contract of ``events.jsonl``. ``EventName`` is a ``StrEnum``,
+so a name serialises to exactly the JSON string it always was.
 """
 
 from __future__ import annotations
@@ -8,32 +9,65 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-EVENT_NAMES = frozenset(
+from wsidesk.core.states import JobState
+
+if TYPE_CHECKING:
+    from wsidesk.core.segment.engine import BatchResult
+    from wsidesk.core.tiling.grid import TilePlan
+    from wsidesk.core.tiling.tissue import TissueMask
+
+
+class EventName(StrEnum):
+    RUN_SUBMITTED = "run_submitted"
+    PROFILE_QUEUED = "profile_queued"
+    PROFILE_ACTIVATED = "profile_activated"
+    PROFILE_RELEASED = "profile_released"
+    JOB_STARTED = "job_started"
+    JOB_SUCCEEDED = "job_succeeded"
+    JOB_FAILED = "job_failed"
+    JOB_SKIPPED = "job_skipped"
+    JOB_CANCELLED = "job_cancelled"
+    TILES_PLANNED = "tiles_planned"
+    TILE_BATCH_DONE = "tile_batch_done"
+    RUN_FINISHED = "run_finished"
+
+
+EVENT_NAMES = frozenset(EventName)
+
+# The one mapping from a job event to the state it puts the job in.
+JOB_EVENT_STATES: Mapping[EventName, JobState] = MappingProxyType(
     {
-        "run_submitted",
-        "profile_queued",
-        "profile_activated",
-        "profile_released",
-        "job_started",
-        "job_succeeded",
-        "job_failed",
-        "job_skipped",
-        "job_cancelled",
-        "tiles_planned",
-        "tile_batch_done",
-        "run_finished",
+        EventName.JOB_STARTED: JobState.RUNNING,
+        EventName.JOB_SUCCEEDED: JobState.SUCCEEDED,
+        EventName.JOB_FAILED: JobState.FAILED,
+        EventName.JOB_SKIPPED: JobState.SKIPPED,
+        EventName.JOB_CANCELLED: JobState.CANCELLED,
     }
 )
+PROFILE_EVENTS = frozenset({EventName.PROFILE_QUEUED, EventName.PROFILE_ACTIVATED, EventName.PROFILE_RELEASED})
+
+
+@dataclass(frozen=True, slots=True)
+class TilesPlannedPayload:
+    """In-memory payload of ``tiles_planned``: the plan and the tissue mask it was made from."""
+
+    plan: TilePlan
+    mask: TissueMask
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One line of ``events.jsonl``; ``payload`` carries in-memory data (e.g. cell polygons) never logged."""
+    """One line of ``events.jsonl``; ``payload`` carries in-memory data (e.g. cell polygons) never logged.
 
-    event: str
+    ``payload`` is a :class:`TilesPlannedPayload` on ``tiles_planned``, a ``BatchResult`` (or None) on
+    ``tile_batch_done``, and None on every other event.
+    """
+
+    event: EventName
     run_id: str
     profile: str
     workflow: str
@@ -44,15 +78,39 @@ class Event:
     payload: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.event not in EVENT_NAMES:
+        try:
+            name = EventName(self.event)
+        except ValueError:
             msg = f"unknown event name {self.event!r}; expected one of {sorted(EVENT_NAMES)}"
-            raise ValueError(msg)
+            raise ValueError(msg) from None
+        object.__setattr__(self, "event", name)
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+
+    @property
+    def job_state(self) -> JobState | None:
+        """The state a job event puts its job in; None for other events."""
+        return JOB_EVENT_STATES.get(self.event)
+
+    @property
+    def planned(self) -> TilesPlannedPayload | None:
+        """The plan and mask of a ``tiles_planned`` event, when they came with it."""
+        payload = self.payload
+        return payload if isinstance(payload, TilesPlannedPayload) else None
+
+    @property
+    def batch(self) -> BatchResult | None:
+        """The batch of a ``tile_batch_done`` event, when it came with it (None after a resume that
+        had nothing left to run)."""
+        if self.payload is None:
+            return None
+        from wsidesk.core.segment.engine import BatchResult  # loaded already: the payload is one
+
+        return self.payload if isinstance(self.payload, BatchResult) else None
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "ts": self.ts,
-            "event": self.event,
+            "event": self.event.value,
             "run_id": self.run_id,
             "profile": self.profile,
             "workflow": self.workflow,

@@ -225,7 +225,7 @@ dag:
     assert batches and sum(len(b.payload.cells) for b in batches) > 0  # cell polygons travelled
     assert all(b.payload.cells[0].polygon.shape[1] == 2 for b in batches if b.payload.cells)
     planned = [e for e in seen if e.event == "tiles_planned"]
-    assert planned and planned[0].payload["plan"].tissue > 0
+    assert planned and planned[0].planned is not None and planned[0].planned.plan.tissue > 0
     outputs = {j.job_id: j.outputs for j in store.jobs(run_id)}
     for path in (*outputs["tissue"].values(), *outputs["cells"].values()):
         assert Path(path).is_file()

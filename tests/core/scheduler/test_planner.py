@@ -6,7 +6,7 @@ import pytest
 
 from wsidesk.core.errors import ProfileError, WorkflowError
 from wsidesk.core.scheduler.planner import (
-    JobCancelled,
+    JobCancellation,
     JobKey,
     JobSkipped,
     JobState,
@@ -384,13 +384,13 @@ def test_cancel_run_cancels_pending_and_waits_for_running() -> None:
     planner.submit("r1", "alice", workflow(branch_A=[job("a1"), job("a2")], branch_B=[job("b1")]))
     planner.started(k("r1", "a1"))
     changes = planner.cancel_run("r1")
-    assert changes == [JobCancelled(k("r1", "a2")), JobCancelled(k("r1", "b1"))]
+    assert changes == [JobCancellation(k("r1", "a2")), JobCancellation(k("r1", "b1"))]
     assert planner.ready() == []
     assert planner.state(k("r1", "a1")) is JobState.RUNNING
     assert planner.run_status("r1") is None
     changes = planner.cancelled(k("r1", "a1"))
     assert changes == [
-        JobCancelled(k("r1", "a1")),
+        JobCancellation(k("r1", "a1")),
         RunFinished("r1", "cancelled"),
         ProfileReleased("alice"),
     ]
@@ -427,8 +427,8 @@ def test_cancelled_report_without_cancel_run_cancels_the_run() -> None:
     start_all(planner)
     changes = planner.cancelled(k("r1", "j0"))
     assert changes == [
-        JobCancelled(k("r1", "j0")),
-        JobCancelled(k("r1", "j1")),
+        JobCancellation(k("r1", "j0")),
+        JobCancellation(k("r1", "j1")),
         RunFinished("r1", "cancelled"),
         ProfileReleased("alice"),
     ]

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wsidesk.core.scheduler.planner import (
-    JobCancelled,
+    JobCancellation,
     JobKey,
     JobSkipped,
     JobState,
@@ -20,6 +20,7 @@ from wsidesk.core.scheduler.planner import (
     ProfileReleased,
     RunFinished,
 )
+from wsidesk.core.states import SCHEDULED_JOB_STATES
 from wsidesk.core.workflow.model import Branch, Job, Workflow
 
 BRANCH_NAMES = ("branch_A", "branch_B", "branch_C", "branch_D")
@@ -107,7 +108,7 @@ class Shadow:
                 assert p.state(change.key) is JobState.SKIPPED
                 assert change.reason and p.reason(change.key) == change.reason
                 self.skipped[change.key] += 1
-            elif isinstance(change, JobCancelled):
+            elif isinstance(change, JobCancellation):
                 assert p.state(change.key) is JobState.CANCELLED
                 self.cancelled[change.key] += 1
             elif isinstance(change, RunFinished):
@@ -196,7 +197,7 @@ class Shadow:
                 else:
                     assert status == "succeeded"
             counts = p.snapshot()["runs"][run_id]["counts"]
-            assert counts == {s.value: run_states.count(s) for s in JobState}
+            assert counts == {s.value: run_states.count(s) for s in SCHEDULED_JOB_STATES}
 
         assert p.is_idle() == all(p.run_status(r) is not None for r in self.specs)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ from PIL import Image
 from skimage import draw
 
 from wsidesk.core.errors import SlideError
-from wsidesk.core.slide.reader import ArrayReader
+from wsidesk.core.slide.reader import ArrayReader, open_slide
 from wsidesk.core.tiling import Tile, TilePlan, TissueMask, detect_tissue, plan_tiles, render_tissue_png
+from wsidesk.core.tiling.tissue import mask_thumbnail_size
 
 GLASS = (236, 234, 239)
 EOSIN = (228, 160, 205)
@@ -337,6 +340,76 @@ def test_render_tissue_png_writes_the_thumbnail_with_overlay(tmp_path) -> None: 
         assert png.size == (thumb.shape[1], thumb.shape[0])
         out = np.asarray(png.convert("RGB"))
     assert not np.array_equal(out, thumb)  # tint and grid were drawn
+
+
+# --- pinned masks and plans ---------------------------------------------------------------------
+# Exact masks and tile plans of deterministic inputs, recorded when detection moved to scikit-image
+# (identical to the hand-written Otsu/HSV/morphology it replaced). A change here changes every plan.
+
+
+def mask_digest(mask: np.ndarray) -> str:
+    return hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()[:16]
+
+
+def plan_states(plan: TilePlan) -> str:
+    return "".join("#" if tile.state == "pending" else "." for tile in plan.tiles)
+
+
+PINNED_DEMO_PLANS = [
+    # (write_demo_slide kwargs, mask shape, mask px, mask digest, tile states row by row)
+    (
+        {"width": 4096, "height": 3072, "mpp": 0.5, "seed": 1},
+        (768, 1024),
+        259459,
+        "ce853e68f65f93c9",
+        ".######.################.#######....####........",
+    ),
+    ({"width": 3072, "height": 4096, "mpp": 0.25, "seed": 2}, (1024, 768), 287719, "2e718cc611d4a103", "#" * 12),
+    (
+        {"width": 4096, "height": 2048, "mpp": 0.5, "seed": 3, "tissue_fraction": 0.1},
+        (512, 1024),
+        57692,
+        "1535a6615cd7a651",
+        ".....##....#####..#####...####..",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "shape", "pixels", "digest", "states"), PINNED_DEMO_PLANS, ids=["seed1", "seed2-0.25mpp", "seed3-sparse"]
+)
+def test_demo_slide_mask_and_plan_are_pinned(
+    tmp_path: Path, spec: dict, shape: tuple[int, int], pixels: int, digest: str, states: str
+) -> None:
+    from wsidesk.core.slide.demo import write_demo_slide
+
+    path = tmp_path / "demo.svs"
+    write_demo_slide(path, **spec)
+    reader = open_slide(path)
+    try:
+        thumbnail = reader.thumbnail(mask_thumbnail_size(reader.dimensions, spec["mpp"]))
+        mask = detect_tissue(thumbnail)
+        plan = plan_tiles(
+            reader, tile_size=512, padding=80, target_mpp=0.5, mask=TissueMask.for_slide(mask, reader.dimensions)
+        )
+    finally:
+        reader.close()
+    assert mask.shape == shape
+    assert int(mask.sum()) == pixels
+    assert mask_digest(mask) == digest
+    assert plan_states(plan) == states
+
+
+def test_mask_with_pen_strokes_is_pinned() -> None:
+    img, tissue, _ = he_slide(600, 800, seed=11)
+    work = img.astype(np.float64)
+    stroke(work, [(20, 30), (400, 500), (780, 60)], (40, 140, 70), 9)  # green
+    stroke(work, [(30, 580), (770, 20)], (40, 70, 170), 12)  # blue
+    stroke(work, [(60, 40), (90, 560)], (25, 25, 30), 7)  # black
+    mask = detect_tissue(finish(work))
+    assert int(tissue.sum()) == 63566
+    assert int(mask.sum()) == 63196
+    assert mask_digest(mask) == "e8eae07829ad7604"
 
 
 # --- performance ---------------------------------------------------------------------------------

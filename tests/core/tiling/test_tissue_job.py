@@ -104,7 +104,7 @@ def test_job_writes_tiles_json_and_tissue_png_and_emits_counts(tmp_path: Path, o
     assert name == "tiles_planned"
     assert fields == {"total": doc["total"], "tissue": doc["tissue"], "skipped": doc["skipped"]}
     # The in-memory payload lets the GUI draw the grid and mask without reading files back.
-    assert payload["plan"].to_json() == doc and payload["mask"].mask.any()
+    assert payload.plan.to_json() == doc and payload.mask.mask.any()
     with Image.open(png_path) as png:
         # Thumbnail at ~4 µm/px, never below 1024 px on its longer side.
         assert png.format == "PNG" and max(png.size) == 1024

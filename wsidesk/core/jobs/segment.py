@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsidesk.core.errors import JobCancelled, JobError
+from wsidesk.core.events import EventName, TilesPlannedPayload
 from wsidesk.core.jobs.context import JobContext
 from wsidesk.core.jobs.tissue import param, plan_from_reader
 from wsidesk.core.slide.reader import SlideReader, open_slide, require_mpp
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from wsidesk.core.segment.cells import Cell
     from wsidesk.core.segment.engine import BatchResult
+    from wsidesk.core.tiling.tissue import TissueMask
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
                 msg = f"job {job_id} (segment) on {ctx.image}: {exc}"
                 raise JobError(msg) from exc
             counts = {"total": plan.total, "tissue": plan.tissue, "skipped": plan.skipped}
-            ctx.emit("tiles_planned", counts, {"plan": plan, "mask": mask})  # as the tissue job does
+            ctx.emit(EventName.TILES_PLANNED, counts, TilesPlannedPayload(plan, mask))  # as the tissue job does
         from wsidesk.core.segment.normalise import SlideNormaliser
 
         normaliser = SlideNormaliser.from_thumbnail(thumbnail, mask)
@@ -243,12 +245,12 @@ def _plan_from_inputs(ctx: JobContext, params: Mapping[str, Any], slide_mpp: flo
     return None
 
 
-def _tissue_thumbnail(reader: SlideReader) -> tuple[np.ndarray, np.ndarray]:
+def _tissue_thumbnail(reader: SlideReader) -> tuple[np.ndarray, TissueMask]:
     """The same thumbnail and tissue mask the tissue job computes (for the slide normaliser)."""
-    from wsidesk.core.tiling.tissue import detect_tissue, mask_thumbnail_size
+    from wsidesk.core.tiling.tissue import TissueMask, detect_tissue, mask_thumbnail_size
 
     thumbnail = reader.thumbnail(mask_thumbnail_size(reader.dimensions, require_mpp(reader)))
-    return thumbnail, detect_tissue(thumbnail)
+    return thumbnail, TissueMask.for_slide(detect_tissue(thumbnail), reader.dimensions)
 
 
 def _shard_header(plan: TilePlan, *, model_name: str) -> dict[str, Any]:

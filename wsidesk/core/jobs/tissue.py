@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from wsidesk.core.errors import JobError
+from wsidesk.core.events import EventName, TilesPlannedPayload
 from wsidesk.core.jobs.context import JobContext
 from wsidesk.core.slide.reader import SlideReader, open_slide, require_mpp
 from wsidesk.core.tiling.grid import TilePlan, plan_tiles, render_tissue_png
@@ -80,7 +81,7 @@ def run_tissue_job(ctx: JobContext) -> dict[str, str]:
     tiles_path = plan.write_json(out_dir / "tiles.json")
     png_path = render_tissue_png(thumbnail, mask, plan, out_dir / "tissue.png")
     counts = {"total": plan.total, "tissue": plan.tissue, "skipped": plan.skipped}
-    ctx.emit("tiles_planned", counts, {"plan": plan, "mask": mask})
+    ctx.emit(EventName.TILES_PLANNED, counts, TilesPlannedPayload(plan, mask))
     return {"tiles": str(tiles_path), "tissue_png": str(png_path)}
 
 

@@ -24,18 +24,18 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from wsidesk.core.errors import WorkflowError
 from wsidesk.core.profiles import check_profile_name
+from wsidesk.core.states import SCHEDULED_JOB_STATES, JobState, RunStatus
 from wsidesk.core.workflow.model import Workflow
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Change",
-    "JobCancelled",
+    "JobCancellation",
     "JobKey",
     "JobSkipped",
     "JobState",
@@ -44,20 +44,8 @@ __all__ = [
     "ProfileQueued",
     "ProfileReleased",
     "RunFinished",
+    "RunStatus",
 ]
-
-
-class JobState(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self not in (JobState.PENDING, JobState.RUNNING)
 
 
 # Module-level aliases: the hot paths compare states by identity thousands of times a second.
@@ -67,10 +55,6 @@ _SUCCEEDED = JobState.SUCCEEDED
 _FAILED = JobState.FAILED
 _SKIPPED = JobState.SKIPPED
 _CANCELLED = JobState.CANCELLED
-
-RUN_SUCCEEDED = "succeeded"
-RUN_FAILED = "failed"
-RUN_CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -106,17 +90,19 @@ class JobSkipped:
 
 
 @dataclass(frozen=True, slots=True)
-class JobCancelled:
+class JobCancellation:
+    """The job was cancelled (pending, or running and now stopped); not the error a job raises."""
+
     key: JobKey
 
 
 @dataclass(frozen=True, slots=True)
 class RunFinished:
     run_id: str
-    status: str  # "succeeded" | "failed" | "cancelled"
+    status: RunStatus  # SUCCEEDED, FAILED or CANCELLED
 
 
-Change = ProfileQueued | ProfileActivated | ProfileReleased | JobSkipped | JobCancelled | RunFinished
+Change = ProfileQueued | ProfileActivated | ProfileReleased | JobSkipped | JobCancellation | RunFinished
 
 
 class _Job:
@@ -179,9 +165,9 @@ class _Run:
         # Jobs that may start as soon as their profile is active and a worker is free, in the
         # order they became so (a dict is an insertion-ordered set).
         self.ready: dict[_Job, None] = {}
-        self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
+        self.counts: dict[JobState, int] = dict.fromkeys(SCHEDULED_JOB_STATES, 0)
         self.cancelled = False
-        self.status: str | None = None
+        self.status: RunStatus | None = None
 
     @property
     def open(self) -> bool:
@@ -356,7 +342,7 @@ class Planner:
         """The error a failed job reported, else None."""
         return self._job(key).error
 
-    def run_status(self, run_id: str) -> str | None:
+    def run_status(self, run_id: str) -> RunStatus | None:
         """``succeeded``, ``failed`` or ``cancelled`` once the run finished; None before."""
         return self._run(run_id).status
 
@@ -438,7 +424,7 @@ class Planner:
         return []
 
     def succeeded(self, key: JobKey) -> list[Change]:
-        rec = self._take_running(key, "succeeded")
+        rec = self._take_running(key, _SUCCEEDED)
         run = rec.run
         rec.state = _SUCCEEDED
         run.counts[_SUCCEEDED] += 1
@@ -454,7 +440,7 @@ class Planner:
         return changes
 
     def failed(self, key: JobKey, error: str) -> list[Change]:
-        rec = self._take_running(key, "failed")
+        rec = self._take_running(key, _FAILED)
         run = rec.run
         rec.state = _FAILED
         rec.error = error
@@ -483,11 +469,11 @@ class Planner:
         If its run was not cancelled yet, the whole run is cancelled: its later jobs could
         never run otherwise.
         """
-        rec = self._take_running(key, "cancelled")
+        rec = self._take_running(key, _CANCELLED)
         run = rec.run
         rec.state = _CANCELLED
         run.counts[_CANCELLED] += 1
-        changes: list[Change] = [JobCancelled(key)]
+        changes: list[Change] = [JobCancellation(key)]
         if not run.cancelled:
             self._cancel_pending(run, changes)
         if not run.open:
@@ -517,7 +503,7 @@ class Planner:
             msg = f"unknown job {key.job_id!r} in run {key.run_id!r}"
             raise KeyError(msg) from None
 
-    def _take_running(self, key: JobKey, outcome: str) -> _Job:
+    def _take_running(self, key: JobKey, outcome: JobState) -> _Job:
         rec = self._job(key)
         if rec.state is not _RUNNING:
             msg = f"cannot mark job {key.job_id!r} of run {key.run_id!r} {outcome}: it is {rec.state}, not running"
@@ -578,18 +564,18 @@ class Planner:
             if rec.state is _PENDING:
                 rec.state = _CANCELLED
                 n += 1
-                changes.append(JobCancelled(rec.key))
+                changes.append(JobCancellation(rec.key))
         run.counts[_PENDING] -= n
         run.counts[_CANCELLED] += n
 
     def _finish(self, run: _Run, changes: list[Change]) -> None:
         counts = run.counts
         if counts[_CANCELLED]:
-            status = RUN_CANCELLED
+            status = RunStatus.CANCELLED
         elif counts[_FAILED] or counts[_SKIPPED]:
-            status = RUN_FAILED
+            status = RunStatus.FAILED
         else:
-            status = RUN_SUCCEEDED
+            status = RunStatus.SUCCEEDED
         run.status = status
         changes.append(RunFinished(run.run_id, status))
         logger.debug("run %s finished: %s", run.run_id, status)

@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from wsidesk.core.errors import ExecutorLost, JobCancelled, WsideskError
-from wsidesk.core.events import Event, EventSink
+from wsidesk.core.events import Event, EventName, EventSink
 from wsidesk.core.jobs import JobFunction, JobHooks, JobSpec, JobTask
 from wsidesk.core.scheduler.executors import Executor
 from wsidesk.core.scheduler.planner import (
-    JobCancelled as JobCancelledChange,
-)
-from wsidesk.core.scheduler.planner import (
+    JobCancellation,
     JobKey,
     JobSkipped,
     Planner,
@@ -34,10 +32,11 @@ from wsidesk.core.scheduler.planner import (
     ProfileReleased,
     RunFinished,
 )
+from wsidesk.core.states import UNFINISHED_RUN_STATUSES, JobState, RunStatus
 from wsidesk.core.store.db import RunRecord, Store, StoreCheckpoints
 from wsidesk.core.store.eventlog import EventLog, write_json_atomic
 from wsidesk.core.workflow.io import dump_workflow, loads_workflow
-from wsidesk.core.workflow.model import Workflow
+from wsidesk.core.workflow.model import Job, Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class Runner:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._runs: dict[str, _ActiveRun] = {}
-        self._finished: dict[str, str] = {}  # run_id -> final status
+        self._finished: dict[str, RunStatus] = {}  # run_id -> final status
         self._interrupted = False
         self._executor_error: ExecutorLost | None = None
 
@@ -137,11 +136,11 @@ class Runner:
         with self._lock:
             if run_id in self._runs:
                 return run_id
-        if record.status not in ("running", "interrupted"):
+        if record.status not in UNFINISHED_RUN_STATUSES:
             msg = f"run {run_id} already finished ({record.status}); submit the workflow again instead"
             raise WsideskError(msg)
         workflow = self._run_workflow(record)
-        done = [j.job_id for j in self._store.jobs(run_id) if j.state == "succeeded"]
+        done = [j.job_id for j in self._store.jobs(run_id) if j.state == JobState.SUCCEEDED]
         self._reopen(record, [j.job_id for _, j in workflow.jobs() if j.job_id not in done])
         self._start(self._store.get_run(profile, run_id), workflow, done=done, resumed=True)
         return run_id
@@ -160,13 +159,13 @@ class Runner:
             raise WsideskError(msg)
         states = {j.job_id: j.state for j in self._store.jobs(run_id)}
         own = {job.job_id for job in target.jobs}
-        retry = [job.job_id for job in target.jobs if states[job.job_id] != "succeeded"]
+        retry = [job.job_id for job in target.jobs if states[job.job_id] != JobState.SUCCEEDED]
         if not retry:
             msg = f"branch {branch!r} of run {run_id} has nothing to retry: every job succeeded"
             raise WsideskError(msg)
         for job in target.jobs:
             for dep in job.depends_on:
-                if dep not in own and states[dep] != "succeeded":
+                if dep not in own and states[dep] != JobState.SUCCEEDED:
                     msg = (
                         f"job {job.job_id} depends on {dep} ({states[dep]}); "
                         f"retry branch {workflow.branch_of(dep)!r} first"
@@ -187,19 +186,19 @@ class Runner:
 
     def _reopen(self, record: RunRecord, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
-            self._store.set_job_state(record.run_id, job_id, "pending")
-        self._store.set_run_status(record.run_id, "running", owner_pid=os.getpid())
+            self._store.set_job_state(record.run_id, job_id, JobState.PENDING)
+        self._store.set_run_status(record.run_id, RunStatus.RUNNING, owner_pid=os.getpid())
 
     def _start(self, record: RunRecord, workflow: Workflow, *, done: Iterable[str], resumed: bool) -> None:
         with self._lock:
             self._interrupted = False
             run = _ActiveRun(record, workflow, EventLog(record.run_dir / "events.jsonl"))
             for job in self._store.jobs(record.run_id):
-                if job.state == "succeeded":
+                if job.state == JobState.SUCCEEDED:
                     run.outputs[job.job_id] = dict(job.outputs)
             self._runs[record.run_id] = run
             self._planner.forget(record.run_id)  # a resumed or retried run starts over in the planner
-            self._emit(run, "run_submitted", fields={"resumed": resumed, "done": len(run.outputs)})
+            self._emit(run, EventName.RUN_SUBMITTED, fields={"resumed": resumed, "done": len(run.outputs)})
             self._apply(self._planner.submit(record.run_id, record.profile, workflow, done=done))
             self._dispatch()
 
@@ -241,7 +240,7 @@ class Runner:
         with self._lock:
             return not self._runs
 
-    def run_status(self, run_id: str) -> str | None:
+    def run_status(self, run_id: str) -> RunStatus | None:
         with self._lock:
             return self._finished.get(run_id)
 
@@ -259,8 +258,8 @@ class Runner:
             workflow = run.workflow
             job = workflow.job(key.job_id)
             branch = workflow.branch_of(key.job_id)
-            self._store.set_job_state(key.run_id, key.job_id, "running")
-            self._emit(run, "job_started", job_id=key.job_id, branch=branch)
+            self._store.set_job_state(key.run_id, key.job_id, JobState.RUNNING)
+            self._emit(run, EventName.JOB_STARTED, job_id=key.job_id, branch=branch)
             spec = JobSpec(
                 run_id=key.run_id,
                 profile=run.record.profile,
@@ -288,8 +287,14 @@ class Runner:
             if error is None:
                 outputs = {str(k): str(v) for k, v in dict(result or {}).items()}
                 run.outputs[key.job_id] = outputs
-                self._store.set_job_state(key.run_id, key.job_id, "succeeded", outputs=outputs)
-                self._emit(run, "job_succeeded", job_id=key.job_id, branch=branch, fields={"outputs": outputs})
+                self._store.set_job_state(
+                    key.run_id,
+                    key.job_id,
+                    JobState.SUCCEEDED,
+                    outputs=outputs,
+                    slide=run.workflow.image_path(run.workflow.job(key.job_id)),
+                )
+                self._emit(run, EventName.JOB_SUCCEEDED, job_id=key.job_id, branch=branch, fields={"outputs": outputs})
                 changes = self._planner.succeeded(key)
             elif isinstance(error, ExecutorLost):
                 # Nothing more can run here: every run stops as interrupted, to be resumed later.
@@ -299,70 +304,72 @@ class Runner:
                 if not self._interrupted:
                     self.interrupt()
                 changes = self._planner.cancelled(key)
-                changes.insert(0, JobCancelledChange(key))
+                changes.insert(0, JobCancellation(key))
             elif isinstance(error, JobCancelled) or (run.cancel.is_set() and not isinstance(error, WsideskError)):
                 changes = self._planner.cancelled(key)
-                changes.insert(0, JobCancelledChange(key))
+                changes.insert(0, JobCancellation(key))
             else:
                 reason = describe_error(error)
                 if not isinstance(error, WsideskError):
                     logger.error("job %s crashed", key.job_id, exc_info=error)
-                self._store.set_job_state(key.run_id, key.job_id, "failed", error=reason)
-                self._emit(run, "job_failed", job_id=key.job_id, branch=branch, fields={"error": reason})
+                self._store.set_job_state(key.run_id, key.job_id, JobState.FAILED, error=reason)
+                self._emit(run, EventName.JOB_FAILED, job_id=key.job_id, branch=branch, fields={"error": reason})
                 changes = self._planner.failed(key, reason)
             self._apply(changes)
             self._dispatch()
             self._changed.notify_all()
 
     def _apply(self, changes: Iterable[object]) -> None:
-        finished: list[tuple[_ActiveRun, str]] = []
+        finished: list[tuple[_ActiveRun, RunStatus]] = []
         for change in changes:
             match change:
                 case ProfileQueued(profile=profile, position=position):
-                    self._emit_profile(profile, "profile_queued", {"position": position})
+                    self._emit_profile(profile, EventName.PROFILE_QUEUED, {"position": position})
                 case ProfileActivated(profile=profile):
-                    self._emit_profile(profile, "profile_activated", {})
+                    self._emit_profile(profile, EventName.PROFILE_ACTIVATED, {})
                 case ProfileReleased(profile=profile):
-                    self._emit_profile(profile, "profile_released", {})
+                    self._emit_profile(profile, EventName.PROFILE_RELEASED, {})
                 case JobSkipped(key=key, reason=reason):
                     run = self._runs[key.run_id]
-                    self._store.set_job_state(key.run_id, key.job_id, "skipped", error=reason)
+                    self._store.set_job_state(key.run_id, key.job_id, JobState.SKIPPED, error=reason)
                     self._emit(
                         run,
-                        "job_skipped",
+                        EventName.JOB_SKIPPED,
                         job_id=key.job_id,
                         branch=run.workflow.branch_of(key.job_id),
                         fields={"reason": reason},
                     )
-                case JobCancelledChange(key=key):
+                case JobCancellation(key=key):
                     run = self._runs[key.run_id]
                     # An interrupted job runs again on resume; a cancelled one does not.
-                    self._store.set_job_state(key.run_id, key.job_id, "pending" if self._interrupted else "cancelled")
+                    self._store.set_job_state(
+                        key.run_id, key.job_id, JobState.PENDING if self._interrupted else JobState.CANCELLED
+                    )
                     self._emit(
                         run,
-                        "job_cancelled",
+                        EventName.JOB_CANCELLED,
                         job_id=key.job_id,
                         branch=run.workflow.branch_of(key.job_id),
                         fields={"reason": "interrupted" if self._interrupted else "cancelled"},
                     )
                 case RunFinished(run_id=run_id, status=status):
-                    if self._interrupted and status == "cancelled":
-                        status = "interrupted"
+                    if self._interrupted and status is RunStatus.CANCELLED:
+                        status = RunStatus.INTERRUPTED
                     finished.append((self._runs[run_id], status))
         # Close runs only after every change is logged: profile events of this batch belong to them.
         for run, status in finished:
             self._finish(run, status)
 
-    def _finish(self, run: _ActiveRun, status: str) -> None:
+    def _finish(self, run: _ActiveRun, status: RunStatus) -> None:
         run_id = run.record.run_id
-        if status in ("succeeded", "failed"):  # a retried branch is only part of its run
+        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):  # a retried branch is only part of its run
             states = {job.state for job in self._store.jobs(run_id)}
-            if states & {"failed", "skipped"}:
-                status = "failed"
-            elif "cancelled" in states:
-                status = "cancelled"
+            if states & {JobState.FAILED, JobState.SKIPPED}:
+                status = RunStatus.FAILED
+            elif JobState.CANCELLED in states:
+                status = RunStatus.CANCELLED
         self._store.set_run_status(run_id, status, owner_pid=None)
-        self._emit(run, "run_finished", fields={"status": status})
+        self._emit(run, EventName.RUN_FINISHED, fields={"status": status})
         write_json_atomic(run.record.run_dir / "summary.json", self.summary(run.record.profile, run_id))
         run.log.close()
         del self._runs[run_id]
@@ -396,7 +403,7 @@ class Runner:
     def _emit(
         self,
         run: _ActiveRun,
-        name: str,
+        name: EventName,
         *,
         job_id: str | None = None,
         branch: str | None = None,
@@ -423,9 +430,9 @@ class Runner:
     def _emit_from_job(
         self, run: _ActiveRun, branch: str, job_id: str, name: str, fields: Mapping[str, Any], payload: Any = None
     ) -> None:
-        self._emit(run, name, job_id=job_id, branch=branch, fields=fields, payload=payload)
+        self._emit(run, EventName(name), job_id=job_id, branch=branch, fields=fields, payload=payload)
 
-    def _emit_profile(self, profile: str, name: str, fields: Mapping[str, Any]) -> None:
+    def _emit_profile(self, profile: str, name: EventName, fields: Mapping[str, Any]) -> None:
         for run in self._runs.values():
             if run.record.profile == profile:
                 self._emit(run, name, fields=fields)
@@ -433,10 +440,10 @@ class Runner:
 
 def _absolute_images(workflow: Workflow) -> Workflow:
     """The workflow with image paths made absolute, so its copy in the run folder stands alone."""
-    branches = tuple(
-        replace(
-            b, jobs=tuple(replace(j, image=str(workflow.image_path(j).resolve())) if j.image else j for j in b.jobs)
-        )
-        for b in workflow.branches
-    )
+
+    def absolute(job: Job) -> Job:
+        image = workflow.image_path(job) if job.image else None
+        return job if image is None else replace(job, image=str(image.resolve()))
+
+    branches = tuple(replace(b, jobs=tuple(absolute(j) for j in b.jobs)) for b in workflow.branches)
     return replace(workflow, branches=branches)

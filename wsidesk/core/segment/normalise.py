@@ -71,13 +71,12 @@ class SlideNormaliser:
             else:
                 logger.info("normalising on the whole thumbnail: only %d tissue pixels", int(m.sum()))
         lo, hi = np.percentile(pixels, list(percentiles), axis=0)
-        return cls(tuple(lo.tolist()), tuple(hi.tolist()))  # type: ignore[arg-type]
+        return cls(tuple(lo.tolist()), tuple(hi.tolist()))
 
     @classmethod
-    def from_thumbnail(cls, thumbnail: np.ndarray, mask: TissueMask | np.ndarray | None) -> SlideNormaliser:
+    def from_thumbnail(cls, thumbnail: np.ndarray, mask: TissueMask | None) -> SlideNormaliser:
         """The slide normaliser from its tissue thumbnail and tissue mask (as `plan_from_reader` returns)."""
-        raw = getattr(mask, "mask", mask)
-        return cls.from_image(thumbnail, raw)
+        return cls.from_image(thumbnail, None if mask is None else mask.mask)
 
     def apply(self, batch: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) (or one (H, W, 3) tile) -> float32 (N, 3, H, W) normalised."""
@@ -133,4 +132,5 @@ def _fit_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return mask
     rows = (np.arange(shape[0]) * mask.shape[0] // max(shape[0], 1)).clip(0, mask.shape[0] - 1)
     cols = (np.arange(shape[1]) * mask.shape[1] // max(shape[1], 1)).clip(0, mask.shape[1] - 1)
-    return mask[rows][:, cols]
+    fitted: np.ndarray = mask[rows][:, cols]
+    return fitted

@@ -1,4 +1,4 @@
-"""The run store: SQLite (WAL) with runs, jobs and tile checkpoints, scoped by profile.
+"""The run store: SQLite (WAL) with runs, jobs, tile checkpoints and a segmentation index, scoped by profile.
 
 One connection shared by the runner's threads, serialised by a lock: writes are small and rare
 (per job and per tile batch), so contention is not a concern and ordering stays simple.
@@ -7,6 +7,7 @@ One connection shared by the runner's threads, serialised by a lock: writes are 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -18,7 +19,10 @@ from typing import Any
 
 from wsidesk.core.errors import ProfileError, StoreError
 from wsidesk.core.profiles import DEFAULT_PROFILE, check_profile_name
+from wsidesk.core.states import UNFINISHED_RUN_STATUSES, JobState, RunStatus
 from wsidesk.core.store.paths import DataLayout
+
+logger = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS profiles (
@@ -65,7 +69,20 @@ CREATE TABLE IF NOT EXISTS tiles (
 );
 """
 
-UNFINISHED = ("running", "interrupted")
+# Which slide each finished segmentation was made on, so "results of this slide" is one indexed query
+# instead of reading every run's tiles.json. Created (and filled from the run folders) on first open.
+SEGMENTATIONS_SCHEMA = (
+    """CREATE TABLE segmentations (
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    slide TEXT,               -- resolved slide path, NULL when unknown (tiles.json unreadable at backfill)
+    cells TEXT NOT NULL,      -- the job's cells.geojson
+    PRIMARY KEY (run_id, job_id)
+)""",
+    "CREATE INDEX segmentations_by_slide ON segmentations (slide)",
+)
+
+UNFINISHED = tuple(str(s) for s in UNFINISHED_RUN_STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +111,16 @@ class JobRecord:
     outputs: Mapping[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentationRecord:
+    """A succeeded job with a ``cells`` output, and the run it belongs to."""
+
+    run_id: str
+    job_id: str
+    workflow: str
+    cells: Path
+
+
 class Store:
     """Persistent runs and jobs. Every query that returns runs is scoped to one profile."""
 
@@ -110,6 +137,7 @@ class Store:
             msg = f"cannot use the data folder {root}: {exc}; pass another with --data-dir"
             raise StoreError(msg) from exc
         self._lock = threading.Lock()
+        self._create_segmentation_index()
 
     def close(self) -> None:
         with self._lock:
@@ -146,7 +174,7 @@ class Store:
         if name not in self.profiles():
             msg = f"no profile named {name!r}; see `wsidesk profiles list`"
             raise ProfileError(msg)
-        if any(r.status == "running" for r in self.list_runs(name)):
+        if any(r.status == RunStatus.RUNNING for r in self.list_runs(name)):
             msg = f"profile {name!r} has runs in progress; cancel them first"
             raise ProfileError(msg)
         with self._tx() as db:
@@ -213,12 +241,12 @@ class Store:
         """The newest unfinished run of the same workflow file and content, for automatic resume."""
         rows = self._query(
             "SELECT * FROM runs WHERE profile = ? AND source = ? AND source_sha256 = ? "
-            f"AND status IN {UNFINISHED} ORDER BY created DESC LIMIT 1",
-            (check_profile_name(profile), source, source_sha256),
+            "AND status IN (?, ?) ORDER BY created DESC LIMIT 1",
+            (check_profile_name(profile), source, source_sha256, *UNFINISHED),
         )
         return _run_record(rows[0]) if rows else None
 
-    def set_run_status(self, run_id: str, status: str, *, owner_pid: int | None = None) -> None:
+    def set_run_status(self, run_id: str, status: RunStatus, *, owner_pid: int | None = None) -> None:
         finished = None if status in UNFINISHED else time.time()
         with self._tx() as db:
             db.execute(
@@ -235,20 +263,23 @@ class Store:
         self,
         run_id: str,
         job_id: str,
-        state: str,
+        state: JobState,
         *,
         error: str | None = None,
         outputs: Mapping[str, str] | None = None,
+        slide: Path | None = None,
     ) -> None:
+        """Record a job's state; a succeeded job with a ``cells`` output is indexed under ``slide``
+        (its image), for :meth:`segmentations`."""
         now = time.time()
         with self._tx() as db:
-            if state == "running":
+            if state == JobState.RUNNING:
                 db.execute(
                     "UPDATE jobs SET state = ?, started = ?, finished = NULL, error = NULL "
                     "WHERE run_id = ? AND job_id = ?",
                     (state, now, run_id, job_id),
                 )
-            elif state == "pending":  # interrupted: will run again on resume
+            elif state == JobState.PENDING:  # interrupted: will run again on resume
                 db.execute(
                     "UPDATE jobs SET state = ?, started = NULL, finished = NULL WHERE run_id = ? AND job_id = ?",
                     (state, run_id, job_id),
@@ -258,6 +289,50 @@ class Store:
                     "UPDATE jobs SET state = ?, finished = ?, error = ?, outputs = ? WHERE run_id = ? AND job_id = ?",
                     (state, now, error, json.dumps(dict(outputs or {})), run_id, job_id),
                 )
+                cells = (outputs or {}).get("cells")
+                if state == JobState.SUCCEEDED and cells:
+                    db.execute(
+                        "INSERT OR REPLACE INTO segmentations VALUES (?, ?, ?, ?)",
+                        (run_id, job_id, str(slide.resolve()) if slide is not None else None, cells),
+                    )
+
+    # -- segmentation index ----------------------------------------------------------------------
+    def segmentations(self, profile: str, slide: Path) -> list[SegmentationRecord]:
+        """The profile's succeeded jobs with cells on ``slide``: newest run first, then workflow order."""
+        rows = self._query(
+            "SELECT s.run_id, s.job_id, r.workflow, s.cells FROM segmentations s "
+            "JOIN runs r ON r.run_id = s.run_id "
+            "JOIN jobs j ON j.run_id = s.run_id AND j.job_id = s.job_id "
+            "WHERE r.profile = ? AND s.slide = ? ORDER BY r.created DESC, r.rowid DESC, j.rowid",
+            (check_profile_name(profile), str(Path(slide).resolve())),
+        )
+        return [SegmentationRecord(r["run_id"], r["job_id"], r["workflow"], Path(r["cells"])) for r in rows]
+
+    def _create_segmentation_index(self) -> None:
+        """Create the index on first open of a data folder, filled from the jobs already there."""
+        with self._tx() as db:
+            exists = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'segmentations'"
+            ).fetchone()
+            if exists:
+                return
+            # One statement at a time: executescript would commit the open transaction.
+            for statement in SEGMENTATIONS_SCHEMA:
+                db.execute(statement)
+            rows = db.execute(
+                "SELECT j.run_id, j.job_id, j.outputs, r.run_dir FROM jobs j JOIN runs r ON r.run_id = j.run_id "
+                "WHERE j.state = ?",
+                (JobState.SUCCEEDED,),
+            ).fetchall()
+            indexed = []
+            for row in rows:
+                cells = json.loads(row["outputs"] or "{}").get("cells")
+                if cells:
+                    slide = _planned_slide(Path(row["run_dir"]) / row["job_id"] / "tiles.json")
+                    indexed.append((row["run_id"], row["job_id"], slide, cells))
+            db.executemany("INSERT OR IGNORE INTO segmentations VALUES (?, ?, ?, ?)", indexed)
+            if indexed:
+                logger.info("indexed %d finished segmentations from the run folders", len(indexed))
 
     # -- tile checkpoints (segmentation resumes from these) --------------------------------------
     def set_tile_states(self, run_id: str, job_id: str, states: Iterable[tuple[int, str, str | None]]) -> None:
@@ -273,6 +348,17 @@ class Store:
             (run_id, job_id),
         )
         return {r["tile_index"]: (r["state"], r["detail"]) for r in rows}
+
+
+def _planned_slide(tiles: Path) -> str | None:
+    """The resolved slide a job's tiles.json was planned on; None if it cannot be read."""
+    from wsidesk.core.tiling.grid import TilePlan
+
+    try:
+        return str(Path(TilePlan.read_json(tiles).slide_path).resolve())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.debug("cannot read the slide of %s: %s", tiles, exc)
+        return None
 
 
 def _run_record(row: sqlite3.Row) -> RunRecord:

@@ -61,7 +61,7 @@ class TissueMask:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.mask.shape  # type: ignore[return-value]
+        return self.mask.shape
 
     def fractions(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Tissue fraction of many level-0 rectangles at once (vectorised; O(1) each).
@@ -102,6 +102,8 @@ def detect_tissue(
     that tissue edges are kept.
     """
     from scipy import ndimage as ndi
+    from skimage.color import rgb2hsv
+    from skimage.morphology import remove_small_holes, remove_small_objects
 
     rgb = _as_rgb(thumbnail)
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
@@ -111,7 +113,7 @@ def detect_tissue(
     # Smooth first: saturation is a ratio and amplifies per-pixel noise on bright glass.
     smooth = ndi.uniform_filter(planes, size=(1, 3, 3), mode="nearest")
 
-    hue, sat, val = _hsv(smooth)
+    hue, sat, val = rgb2hsv(smooth, channel_axis=0)  # value stays in 0..255: float input is not rescaled
     pen = (sat > PEN_MIN_SATURATION) & (hue >= PEN_HUE_RANGE[0]) & (hue < PEN_HUE_RANGE[1])
     black = val < BLACK_MAX_VALUE  # of the smoothed image: one dark noise pixel is not a mark
     excluded = ndi.binary_dilation(pen | black, structure=_disk(2))
@@ -119,7 +121,7 @@ def detect_tissue(
     background = _glass_colour(smooth, sat, excluded)
     balanced = smooth * (255.0 / background)[:, None, None]
     np.clip(balanced, 0.0, 255.0, out=balanced)
-    _, sat_b, _ = _hsv(balanced, with_hue=False)
+    sat_b = rgb2hsv(balanced, channel_axis=0)[1]
     od = -np.log((balanced + 1.0) / 256.0).sum(axis=0)
 
     usable = ~excluded
@@ -136,13 +138,15 @@ def detect_tissue(
 
     if tissue.any():
         tissue = ndi.binary_closing(tissue, structure=_disk(1), border_value=0)
-        tissue = _drop_small_components(tissue, min_object_px)
-        tissue = ~_drop_small_components(~tissue, max(64, tissue.size // 1000))  # fill small holes
+        # max_size is inclusive: objects and holes of fewer than the given pixels are removed.
+        if min_object_px > 1:
+            tissue = remove_small_objects(tissue, max_size=min_object_px - 1, connectivity=1)
+        tissue = remove_small_holes(tissue, max_size=max(64, tissue.size // 1000) - 1, connectivity=1)
         if dilation_px > 0:
             tissue = ndi.binary_dilation(tissue, structure=_disk(dilation_px))
         # Pen cores stay out even after dilation; the dilated fringe may be tissue the ink touches.
         tissue &= ~(pen | black)
-    return tissue
+    return np.asarray(tissue, dtype=bool)
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:
@@ -158,35 +162,6 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def _hsv(planes: np.ndarray, *, with_hue: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue (0..1), saturation (0..1) and value (0..255) of planar float RGB (3, H, W)."""
-    r, g, b = planes[0], planes[1], planes[2]
-    vmax = np.maximum(np.maximum(r, g), b)
-    delta = vmax - np.minimum(np.minimum(r, g), b)
-    sat = np.divide(delta, vmax, out=np.zeros_like(vmax), where=vmax > 0)
-    if not with_hue:
-        return sat, sat, vmax
-    safe = np.where(delta > 0, delta, 1.0)
-    hue = np.where(vmax == b, (r - g) / safe + 4.0, 0.0)
-    hue = np.where(vmax == g, (b - r) / safe + 2.0, hue)
-    hue = np.where(vmax == r, ((g - b) / safe) % 6.0, hue)
-    hue = np.where(delta > 0, hue / 6.0, 0.0)
-    return hue, sat, vmax
-
-
-def _otsu(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of a 1-D sample (between-class variance maximised over a histogram)."""
-    hist, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2.0
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres)
-    mean0 = np.divide(m0, w0, out=np.zeros_like(m0), where=w0 > 0)
-    mean1 = np.divide(m0[-1] - m0, w1, out=np.zeros_like(m0), where=w1 > 0)
-    between = w0 * w1 * (mean0 - mean1) ** 2
-    return float(centres[int(np.argmax(between[:-1]))])
-
-
 def _glass_colour(planes: np.ndarray, sat: np.ndarray, excluded: np.ndarray) -> np.ndarray:
     """Per-channel colour of the glass: the median of bright, unsaturated pixels; white when none."""
     darkest = np.minimum(np.minimum(planes[0], planes[1]), planes[2])
@@ -198,27 +173,18 @@ def _glass_colour(planes: np.ndarray, sat: np.ndarray, excluded: np.ndarray) -> 
 
 
 def _clipped_otsu(values: np.ndarray, floor: float, cap: float) -> float:
+    from skimage.filters import threshold_otsu
+
     if values.size < 2 or float(values.min()) == float(values.max()):
         return floor
-    return float(min(max(_otsu(values), floor), cap))
-
-
-def _drop_small_components(mask: np.ndarray, min_px: int) -> np.ndarray:
-    """`mask` without its 4-connected components smaller than `min_px` pixels."""
-    from scipy import ndimage as ndi
-
-    if min_px <= 1 or not mask.any():
-        return mask
-    labels, _ = ndi.label(mask)
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_px
-    keep[0] = False
-    return keep[labels]
+    threshold = float(threshold_otsu(values, nbins=256))  # type: ignore[no-untyped-call]
+    return min(max(threshold, floor), cap)
 
 
 def _disk(radius: int) -> np.ndarray:
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    return (xx * xx + yy * yy) <= radius * radius
+    from skimage.morphology import disk
+
+    return np.asarray(disk(radius, dtype=bool))  # type: ignore[no-untyped-call]
 
 
 MASK_UM_PER_PX = 4.0  # fine enough that a lone nucleus (6-12 µm) still covers mask pixels
