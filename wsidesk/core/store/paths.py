@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
 
 from wsidesk.core.profiles import check_profile_name
 
@@ -13,15 +14,14 @@ DATA_DIR_ENV = "WSIDESK_DATA_DIR"
 
 
 def default_data_dir() -> Path:
-    """`$WSIDESK_DATA_DIR`, else the platform's per-user data folder."""
+    """`$WSIDESK_DATA_DIR`, else the platform's per-user data folder.
+
+    Linux: `$XDG_DATA_HOME/wsidesk` (~/.local/share/wsidesk); macOS: ~/Library/Application Support/wsidesk;
+    Windows: %LOCALAPPDATA%\\wsidesk.
+    """
     if env := os.environ.get(DATA_DIR_ENV):
         return Path(env).expanduser()
-    home = Path.home()
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local")) / "wsidesk"
-    if sys.platform == "darwin":
-        return home / "Library" / "Application Support" / "wsidesk"
-    return Path(os.environ.get("XDG_DATA_HOME", home / ".local" / "share")) / "wsidesk"
+    return Path(platformdirs.user_data_dir("wsidesk", appauthor=False))
 
 
 @dataclass(frozen=True, slots=True)
