@@ -121,6 +121,15 @@ def test_bundle_carries_model_examples_and_openslide_and_stays_small(bundle):
     assert size < MAX_BUNDLE_BYTES, f"bundle is {size / 1e6:.0f} MB; something large was pulled in"
 
 
+def test_bundle_reports_the_package_version(bundle, tmp_path):
+    from importlib.metadata import version
+
+    # wsidesk.__version__ reads the package metadata, which the spec copies in (copy_metadata).
+    out = run_bundle(bundle, "--version", data=tmp_path / "data", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == f"wsidesk {version('wsidesk')}"
+
+
 def test_bundled_selftest_passes(bundle, tmp_path, request):
     t0 = time.monotonic()
     out = run_bundle(bundle, "selftest", data=tmp_path / "data", cwd=tmp_path)
