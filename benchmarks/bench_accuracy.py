@@ -157,7 +157,7 @@ def wsidesk_on_array(
 
 def wsidesk_on_slide(path: Path, model: Any, *, tile_size: int, padding: int, batch_size: int) -> list[Any]:
     """The job's recipe on a slide file: tissue plan, slide normaliser, engine. Returns the cells."""
-    from wsidesk.core.jobs.tissue import plan_from_reader
+    from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader
     from wsidesk.core.segment.engine import segment_slide
     from wsidesk.core.segment.merge import CellMerger
     from wsidesk.core.segment.normalise import SlideNormaliser
@@ -165,7 +165,7 @@ def wsidesk_on_slide(path: Path, model: Any, *, tile_size: int, padding: int, ba
 
     reader = open_slide(path)
     try:
-        params = {"tile_size": tile_size, "padding": padding, "target_mpp": model.pixel_size}
+        params = TilingParams(tile_size=tile_size, padding=padding, target_mpp=model.pixel_size)
         plan, thumbnail, mask = plan_from_reader(reader, params)
     finally:
         reader.close()

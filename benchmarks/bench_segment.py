@@ -179,7 +179,7 @@ def run_model_alone(
     """Pre-read, pre-normalised tiles of the same plan; only the module, on batches."""
     import torch
 
-    from wsidesk.core.jobs.tissue import plan_from_reader
+    from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader
     from wsidesk.core.segment.models import load_model
     from wsidesk.core.segment.normalise import SlideNormaliser
     from wsidesk.core.segment.reading import TileReader
@@ -188,7 +188,7 @@ def run_model_alone(
     model = load_model(model_path, device=args.device)
     reader = open_slide(slide)
     try:
-        params = {"tile_size": args.tile_size, "padding": args.padding, "target_mpp": model.pixel_size}
+        params = TilingParams(tile_size=args.tile_size, padding=args.padding, target_mpp=model.pixel_size)
         plan2, thumbnail, mask = plan_from_reader(reader, params)
     finally:
         reader.close()

@@ -9,21 +9,21 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from wsidesk import __version__
 from wsidesk.core.errors import WsideskError
+from wsidesk.core.jobs.params import ParamSpec
+from wsidesk.core.jobs.registry import JOB_TYPES, all_params
+from wsidesk.core.jobs.segment import DEVICES
 from wsidesk.core.profiles import DEFAULT_PROFILE, check_profile_name
 
 logger = logging.getLogger("wsidesk")
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-# CLI option -> job param, for the segmentation options shared by `run` and `segment`.
-SEGMENT_OPTIONS = ("model", "tile_size", "padding", "batch_size", "target_mpp", "min_tissue", "device")
 
 
 def _default_workers() -> int:
@@ -66,15 +66,42 @@ def _cluster(parser: argparse.ArgumentParser, *, default: str | None = "local") 
     )
 
 
-def _segmentation(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("segmentation (override workflow defaults, not a job's own params)")
-    group.add_argument("--model", help="model name (brightfield_nuclei, ...) or path to instanseg.pt")
-    group.add_argument("--tile-size", type=int, help="tile size in px at the model's resolution (512)")
-    group.add_argument("--padding", type=int, help="context px added on each side of a tile (80)")
-    group.add_argument("--batch-size", type=int, help="tiles per model call (16)")
-    group.add_argument("--target-mpp", type=float, help="µm/px to segment at (default: the model's)")
-    group.add_argument("--min-tissue", type=float, help="fraction of a tile that must be tissue (0)")
-    group.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where the model runs (auto)")
+def _job_params(parser: argparse.ArgumentParser, specs: Iterable[ParamSpec], title: str) -> None:
+    """One option per job param, from the job-type registry (`tile_size` -> `--tile-size`)."""
+    group = parser.add_argument_group(title)
+    for spec in specs:
+        unit = f", {spec.unit}" if spec.unit else ""
+        help_text = f"{spec.help} (default: {spec.shown_default}{unit})".replace("%", "%%")
+        if spec.type is bool:
+            group.add_argument(spec.option, dest=spec.name, action=argparse.BooleanOptionalAction, help=help_text)
+            continue
+        metavar = None if spec.choices else spec.name.upper()
+        group.add_argument(
+            spec.option,
+            dest=spec.name,
+            type=_param_value(spec),
+            choices=spec.choices or None,
+            metavar=metavar,
+            help=help_text,
+        )
+
+
+def _param_value(spec: ParamSpec) -> Callable[[str], Any]:
+    """An argparse type: the text as the param's type, checked by the param's own rule."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = spec.type(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{spec.name} must be {spec.rule()}, got {text!r}") from exc
+        if spec.choices:
+            return value  # argparse names the valid choices itself
+        if problem := spec.problem(value):
+            raise argparse.ArgumentTypeError(f"{spec.name} {problem}")
+        return value
+
+    convert.__name__ = spec.type.__name__  # argparse's message says "invalid int value"
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_ID", action="append", default=[], help="continue an interrupted run")
     _scheduling(run)
     _cluster(run)
-    _segmentation(run)
+    _job_params(run, all_params().values(), "job params (override the workflows' defaults, not a job's own params)")
     _common(run)
 
     validate = sub.add_parser("validate", help="check workflows without running anything")
@@ -105,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--out", type=Path, help="also copy cells.geojson, cells.csv and tiles.json here")
     _scheduling(segment)
     _cluster(segment)
-    _segmentation(segment)
+    _job_params(segment, JOB_TYPES["segment"].params.specs(), "segment job params")
     _common(segment)
 
     demo = sub.add_parser("demo-slide", help="write a synthetic H&E slide (+ .truth.json)")
@@ -128,9 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     selftest = sub.add_parser("selftest", help="check Qt, OpenSlide, torch, the model and one segmented tile")
     selftest.add_argument("--model", default=None, help="model to load and run (default: the bundled test model)")
-    selftest.add_argument(
-        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="where the model runs (auto)"
-    )
+    selftest.add_argument("--device", choices=DEVICES, default="auto", help="where the model runs (auto)")
     selftest.add_argument(
         "--skip",
         action="append",
@@ -184,8 +209,9 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return (args.data_dir or default_data_dir()).expanduser().resolve()
 
 
-def _segment_params(args: argparse.Namespace) -> dict[str, Any]:
-    return {name: getattr(args, name) for name in SEGMENT_OPTIONS if getattr(args, name, None) is not None}
+def _param_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The job params given on the command line."""
+    return {name: getattr(args, name) for name in all_params() if getattr(args, name, None) is not None}
 
 
 def _profile(args: argparse.Namespace, owner: str | None = None) -> str:
@@ -235,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.workflows and not args.resume:
         print("wsidesk run: error: give at least one WF.yaml or --resume RUN_ID", file=sys.stderr)
         return EXIT_INVALID
-    overrides = _segment_params(args)
+    overrides = _param_options(args)
     # Validate everything before running anything: exit 2 means nothing ran.
     submissions = []
     for path in args.workflows:
@@ -250,11 +276,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from wsidesk.core.workflow.model import Branch, Job, Workflow, validate_workflow
+    from wsidesk.core.workflow.model import validate_workflow
+    from wsidesk.core.workflow.single import segment_workflow
 
     slide = args.slide.expanduser().resolve()
-    job = Job("segment", "segment", str(slide), params=_segment_params(args))
-    wf = Workflow(name=f"Segment {slide.name}", branches=(Branch("segment", (job,)),))
+    wf = segment_workflow(slide, _param_options(args))
     validate_workflow(wf, file=str(slide))
     status, summaries = _execute(args, [(wf, _profile(args), None, None)], resume=[])
     if args.out and summaries:

@@ -172,7 +172,7 @@ def test_export_job_defaults_to_geojson_and_keeps_partial(tmp_path: Path) -> Non
 def test_export_job_errors_name_the_dependency(tmp_path: Path) -> None:
     with pytest.raises(JobError, match="dependency other has nothing to export"):
         run_export_job(make_ctx(tmp_path, {"other": {"report": "x.txt"}}))
-    with pytest.raises(JobError, match="unknown format 'xml'"):
+    with pytest.raises(JobError, match="param 'format' must be one of geojson, csv, got 'xml'"):
         run_export_job(make_ctx(tmp_path, {"s1": {"cells": "x"}}, params={"format": "xml"}))
     with pytest.raises(JobError, match="s1"):
         run_export_job(make_ctx(tmp_path, {"s1": {"cells": str(tmp_path / "missing.geojson")}}))

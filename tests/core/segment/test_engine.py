@@ -493,6 +493,29 @@ def test_segment_job_writes_outputs_events_and_reuses_a_tissue_plan(
     assert len(lines) == len(cells) + 1
 
 
+def test_segment_job_min_cell_area_leaves_small_cells_out_of_every_output(
+    tmp_path: Path,
+    small_demo: Any,
+    fake_model: dict[str, Any],
+) -> None:
+    from wsidesk.core.export.geojson import read_geojson
+
+    params = {"tile_size": 512, "padding": 32, "batch_size": 8}
+    every = read_geojson(
+        segment_job.run_segment_job(make_ctx(tmp_path / "all", small_demo.path, params=params))["cells"]
+    )
+    areas = sorted(c.measurements["area_um2"] for c in every)
+    cut = areas[len(areas) // 2]
+    outputs = segment_job.run_segment_job(
+        make_ctx(tmp_path / "big", small_demo.path, params={**params, "min_cell_area": cut})
+    )
+    kept = read_geojson(outputs["cells"])
+    expected = sorted(c.centroid for c in every if c.measurements["area_um2"] >= cut)
+    assert 0 < len(kept) < len(every)
+    assert sorted(c.centroid for c in kept) == expected
+    assert len(Path(outputs["cells_csv"]).read_text().splitlines()) == len(kept) + 1
+
+
 def test_segment_job_resumes_after_a_cancel_with_the_same_cells(
     tmp_path: Path,
     small_demo: Any,

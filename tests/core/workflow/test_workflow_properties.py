@@ -54,7 +54,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
         # Edges only point from earlier-generated jobs to later ones, so the graph is acyclic.
         branch = i if i < n_branches else draw(st.integers(0, n_branches - 1))
         earlier = ids[:i]
-        kind = draw(st.sampled_from(JOB_TYPES if earlier else ("tissue", "segment")))
+        kind = draw(st.sampled_from(tuple(JOB_TYPES) if earlier else ("tissue", "segment")))
         deps = draw(st.lists(st.sampled_from(earlier), unique=True, max_size=3)) if earlier else []
         if kind == "export" and not deps:
             deps = [earlier[0]]

@@ -1,4 +1,4 @@
-"""WorkflowDraft: the Qt-free rules behind the graph editor."""
+"""CanvasDraft: the Qt-free rules behind the graph editor."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from wsidesk.core.workflow import Branch, Job, Workflow
 from wsidesk.gui.graph_editor.model import (
     NODE_GAP,
     NODE_W,
+    CanvasDraft,
     EditRefused,
-    WorkflowDraft,
     check_param,
     lane_node_y,
 )
@@ -31,11 +31,11 @@ def two_branches() -> Workflow:
 
 def test_draft_round_trips_a_workflow_without_inventing_a_layout() -> None:
     wf = two_branches()
-    assert WorkflowDraft.from_workflow(wf).to_workflow() == wf
+    assert CanvasDraft.from_workflow(wf).to_workflow() == wf
 
 
 def test_unplaced_nodes_follow_fifo_order_and_never_overlap() -> None:
-    draft = WorkflowDraft.from_workflow(two_branches())
+    draft = CanvasDraft.from_workflow(two_branches())
     a1, a2 = draft.uid_of("a1"), draft.uid_of("a2")
     draft.positions[a2] = (10.0, 999.0)  # left of a1's end, and off its lane
     shown = draft.display_positions()
@@ -44,26 +44,26 @@ def test_unplaced_nodes_follow_fifo_order_and_never_overlap() -> None:
 
 
 def test_cycle_message_names_the_cycle() -> None:
-    draft = WorkflowDraft.from_workflow(two_branches())
+    draft = CanvasDraft.from_workflow(two_branches())
     with pytest.raises(EditRefused, match=r"cycle .*b2.*a1|cycle .*a1.*b2"):
         draft.connect(draft.uid_of("b2"), draft.uid_of("a1"))
 
 
 def test_removing_a_job_drops_it_from_depends_on() -> None:
-    draft = WorkflowDraft.from_workflow(two_branches())
+    draft = CanvasDraft.from_workflow(two_branches())
     draft.remove_jobs([draft.uid_of("a1")])
     assert draft.to_workflow().job("b2").depends_on == ("b1",)
 
 
 def test_rebasing_images_onto_another_folder() -> None:
-    draft = WorkflowDraft.from_workflow(two_branches())
+    draft = CanvasDraft.from_workflow(two_branches())
     wf = draft.to_workflow(base_dir=Path("/data"))
     assert wf.job("a1").image == "project/s/a.svs"
     assert wf.base_dir == Path("/data")
 
 
 def test_images_picked_before_the_first_save_become_relative() -> None:
-    draft = WorkflowDraft()
+    draft = CanvasDraft()
     draft.add_branch("b")
     draft.add_job("segment", "b", image="/data/project/s/a.svs")
     wf = draft.to_workflow(base_dir=Path("/data/project"))
@@ -75,6 +75,6 @@ def test_param_checks_use_the_core_rules() -> None:
     assert "positive" in check_param("tile_size", 0)
     assert check_param("min_tissue", 1.5) is not None
     assert check_param("format", "csv") is None
-    draft = WorkflowDraft.from_workflow(two_branches())
+    draft = CanvasDraft.from_workflow(two_branches())
     with pytest.raises(EditRefused, match="no param 'format'"):
         draft.set_param(draft.uid_of("a1"), "format", "csv")

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wsidesk.core.errors import JobCancelled
-from wsidesk.core.workflow.model import Job, Workflow
+
+if TYPE_CHECKING:  # jobs are declared before workflows, which validate against them
+    from wsidesk.core.workflow.model import Job, Workflow
 
 # emit(event_name, fields, payload): payload is kept in memory only (e.g. cell polygons for the GUI).
 Emit = Callable[[str, Mapping[str, Any], Any], None]

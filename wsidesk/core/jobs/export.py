@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from wsidesk.core.export.geojson import feature, read_geojson, write_geojson
 from wsidesk.core.export.table import write_csv, write_rows
 from wsidesk.core.fileio import atomic_write
 from wsidesk.core.jobs.context import JobContext
+from wsidesk.core.jobs.params import JobParams, JobType, param
 from wsidesk.core.tiling.grid import TilePlan
 
 logger = logging.getLogger(__name__)
@@ -21,13 +23,15 @@ logger = logging.getLogger(__name__)
 FORMATS = ("geojson", "csv")
 
 
+@dataclass(frozen=True, slots=True)
+class ExportParams(JobParams):
+    format: str = param("geojson", help="file format of the export (geojson: QuPath; csv: tables)", choices=FORMATS)
+
+
 def run_export_job(ctx: JobContext) -> dict[str, str]:
     """Job function for type `export`: one file per dependency, `<dep_id>.geojson` or `<dep_id>.csv`."""
     job_id = ctx.job.job_id
-    fmt = str(ctx.params.get("format") or "geojson").lower()
-    if fmt not in FORMATS:
-        msg = f"job {job_id} (export): unknown format {fmt!r}; use one of {', '.join(FORMATS)}"
-        raise JobError(msg)
+    fmt = ExportParams.from_mapping(ctx.params, where=f"job {job_id} (export)").format
     if not ctx.inputs:
         msg = f"job {job_id} (export) has nothing to export: add 'depends_on: [<segment or tissue job>]'"
         raise JobError(msg)
@@ -95,3 +99,12 @@ def _export_tiles(source: Path, target: Path, *, fmt: str) -> None:
             )
             f.write(("," if i else "") + json.dumps(doc, separators=(",", ":")) + "\n")
         f.write("]}\n")
+
+
+EXPORT = JobType(
+    name="export",
+    summary="results of the jobs it depends on, as GeoJSON (QuPath) or CSV",
+    params=ExportParams,
+    run=run_export_job,
+    takes_image=False,
+)

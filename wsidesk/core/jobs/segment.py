@@ -9,14 +9,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsidesk.core.errors import JobCancelled, JobError
 from wsidesk.core.events import EventName, TilesPlannedPayload
 from wsidesk.core.jobs.context import JobContext
-from wsidesk.core.jobs.tissue import param, plan_from_reader
+from wsidesk.core.jobs.params import JobType, param
+from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader
+from wsidesk.core.segment.engine import PRECISIONS
+from wsidesk.core.segment.models import DEFAULT_MODEL
 from wsidesk.core.slide.reader import SlideReader, open_slide, require_mpp
 from wsidesk.core.tiling.grid import TilePlan, write_plan_json
 
@@ -29,11 +32,31 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "brightfield_nuclei"
-DEFAULT_TILE_SIZE = 512
-DEFAULT_PADDING = 80
-DEFAULT_BATCH_SIZE = 16
-DEFAULT_MIN_TISSUE = 0.0
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentParams(TilingParams):
+    """The tiling params (planned at the model's resolution unless set), the model and how it runs."""
+
+    target_mpp: float | None = param(
+        None,
+        help="resolution tiles are read at",
+        unit="µm per pixel",
+        minimum=0,
+        exclusive_minimum=True,
+        default_text="the model's",
+        example=0.5,
+    )
+    model: str = param(DEFAULT_MODEL, help="pretrained InstanSeg model name, or a path to instanseg.pt", path=True)
+    batch_size: int = param(16, help="tiles per model call", minimum=0, exclusive_minimum=True, maximum=4096)
+    device: str = param("auto", help="where the model runs (auto: cuda, then mps, then cpu)", choices=DEVICES)
+    precision: str = param(
+        "auto",
+        help="model precision (auto: fp32 on CPU; on CUDA half precision if ≥ 99% of cells match fp32)",
+        choices=PRECISIONS,
+    )
+    min_cell_area: float = param(0.0, help="cells smaller than this are left out of the results", unit="µm²", minimum=0)
 
 
 def model_dir(ctx: JobContext) -> Path:
@@ -55,30 +78,19 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     if ctx.image is None:
         msg = f"job {job_id} (segment) needs an image: add 'image: <slide path>' to the job"
         raise JobError(msg)
-    params = ctx.params
-    tile_size = int(param(params, "tile_size", DEFAULT_TILE_SIZE))
-    padding = int(param(params, "padding", DEFAULT_PADDING))
-    batch_size = int(param(params, "batch_size", DEFAULT_BATCH_SIZE))
-    min_tissue = float(param(params, "min_tissue", DEFAULT_MIN_TISSUE))
-    if tile_size <= 0 or padding < 0 or batch_size <= 0:
-        msg = (
-            f"job {job_id} (segment): tile_size and batch_size must be positive and padding >= 0, "
-            f"got {tile_size}, {batch_size}, {padding}"
-        )
-        raise JobError(msg)
+    params = SegmentParams.from_mapping(ctx.params, where=f"job {job_id} (segment)")
     ctx.check_cancelled()
 
-    model_name = str(param(params, "model", DEFAULT_MODEL))
     # Cached per process: a Dask worker (or the app) keeps the model loaded between slides.
-    model = cached_model(ModelStore(model_dir(ctx)).resolve(model_name), device=str(param(params, "device", "auto")))
-    target_mpp = float(param(params, "target_mpp", model.pixel_size))
-    slide_mpp_override = param(params, "mpp", None)
+    model = cached_model(ModelStore(model_dir(ctx)).resolve(params.model), device=params.device)
+    target_mpp = params.target_mpp if params.target_mpp is not None else model.pixel_size
+    slide_mpp_override = params.mpp
     out_dir = Path(ctx.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     reader = open_slide(ctx.image, mpp=slide_mpp_override)
     try:
-        if reader.mpp is None and slide_mpp_override is None and params.get("target_mpp") is not None:
+        if reader.mpp is None and slide_mpp_override is None and params.target_mpp is not None:
             # No pixel size on the slide, but the user named the resolution: take the slide as being at it.
             logger.warning(
                 "%s does not record its µm/px: treating it as %.4g µm/px (target_mpp)", ctx.image, target_mpp
@@ -87,13 +99,13 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             reader.close()
             reader = open_slide(ctx.image, mpp=slide_mpp_override)
         require_mpp(reader)  # a clear error before any work
-        plan_params = {
-            "tile_size": tile_size,
-            "padding": padding,
-            "target_mpp": target_mpp,
-            "min_tissue": min_tissue,
-            "mpp": slide_mpp_override,
-        }
+        plan_params = TilingParams(
+            tile_size=params.tile_size,
+            padding=params.padding,
+            target_mpp=target_mpp,
+            min_tissue=params.min_tissue,
+            mpp=slide_mpp_override,
+        )
         plan = _plan_from_inputs(ctx, plan_params, require_mpp(reader))
         if plan is not None:
             thumbnail, mask = _tissue_thumbnail(reader)
@@ -162,7 +174,10 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         )
 
     def write_outputs(*, partial: bool) -> dict[str, str]:
-        return _write_outputs(out_dir, plan, merger.cells(), done, failed, partial=partial)
+        cells = merger.cells()
+        if params.min_cell_area > 0:
+            cells = [c for c in cells if c.measurements.get("area_um2", 0.0) >= params.min_cell_area]
+        return _write_outputs(out_dir, plan, cells, done, failed, partial=partial)
 
     mpp_for_reads = slide_mpp_override
     try:
@@ -171,11 +186,11 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             plan,
             model,
             normaliser,
-            batch_size=batch_size,
+            batch_size=params.batch_size,
             skip=previous.finished,
             on_batch=on_batch,
             check_cancelled=ctx.check_cancelled,
-            precision=str(param(params, "precision", "auto")),
+            precision=params.precision,
             merger=merger,
             cells_before=len(previous.cells),
         )
@@ -219,7 +234,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     return outputs
 
 
-def _plan_from_inputs(ctx: JobContext, params: Mapping[str, Any], slide_mpp: float) -> TilePlan | None:
+def _plan_from_inputs(ctx: JobContext, params: TilingParams, slide_mpp: float) -> TilePlan | None:
     """A tissue job's plan from the dependencies, when it was made for the same grid and slide."""
     for dep, outputs in ctx.inputs.items():
         path = outputs.get("tiles")
@@ -231,11 +246,12 @@ def _plan_from_inputs(ctx: JobContext, params: Mapping[str, Any], slide_mpp: flo
             logger.warning("cannot use the tile plan of job %s (%s): planning again", dep, exc)
             continue
         same = (
-            plan.tile_size == params["tile_size"]
-            and plan.padding == params["padding"]
-            and math.isclose(plan.target_mpp, params["target_mpp"], rel_tol=1e-6)
+            params.target_mpp is not None
+            and plan.tile_size == params.tile_size
+            and plan.padding == params.padding
+            and math.isclose(plan.target_mpp, params.target_mpp, rel_tol=1e-6)
             and math.isclose(plan.slide_mpp, slide_mpp, rel_tol=1e-6)
-            and math.isclose(plan.min_tissue, params["min_tissue"], abs_tol=1e-9)
+            and math.isclose(plan.min_tissue, params.min_tissue, abs_tol=1e-9)
             and Path(plan.slide_path).resolve() == Path(str(ctx.image)).resolve()
         )
         if same:
@@ -306,3 +322,12 @@ def write_tiles_json(
     doc["failed"] = sum(1 for t in tiles if t.state == "failed")
     doc["partial"] = partial
     return write_plan_json(doc, path)
+
+
+SEGMENT = JobType(
+    name="segment",
+    summary="smart-tiled InstanSeg cell segmentation of one slide (tiles.json, cells.geojson, cells.csv)",
+    params=SegmentParams,
+    run=run_segment_job,
+    takes_image=True,
+)

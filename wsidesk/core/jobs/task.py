@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsidesk.core.jobs.context import Emit, JobContext, JobFunction, TileCheckpoints
-from wsidesk.core.workflow.model import Job, Workflow
+
+if TYPE_CHECKING:  # jobs are declared before workflows, which validate against them
+    from wsidesk.core.workflow.model import Job, Workflow
 
 TileStates = Mapping[int, tuple[str, str | None]]  # tile index -> (state, detail)
 

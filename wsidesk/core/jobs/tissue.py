@@ -3,35 +3,56 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from wsidesk.core.errors import JobError
 from wsidesk.core.events import EventName, TilesPlannedPayload
 from wsidesk.core.jobs.context import JobContext
+from wsidesk.core.jobs.params import JobParams, JobType, param
 from wsidesk.core.slide.reader import SlideReader, open_slide, require_mpp
 from wsidesk.core.tiling.grid import TilePlan, plan_tiles, render_tissue_png
 from wsidesk.core.tiling.tissue import TissueMask, detect_tissue, mask_thumbnail_size
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TILE_SIZE = 512
-DEFAULT_PADDING = 80
-DEFAULT_TARGET_MPP = 0.5
-DEFAULT_MIN_TISSUE = 0.0
+MAX_TILE_SIZE = 16384  # px; a 16384² RGB tile is already 0.8 GB as float32
+
+
+@dataclass(frozen=True, slots=True)
+class TilingParams(JobParams):
+    """How a slide is cut into tiles; shared by `tissue` and `segment`."""
+
+    tile_size: int = param(
+        512, help="tile edge at `target_mpp`", unit="px", minimum=0, exclusive_minimum=True, maximum=MAX_TILE_SIZE
+    )
+    padding: int = param(80, help="context added on each side of a tile", unit="px", minimum=0)
+    target_mpp: float | None = param(
+        0.5, help="resolution tiles are read at", unit="µm per pixel", minimum=0, exclusive_minimum=True
+    )
+    min_tissue: float = param(0.0, help="fraction of a tile that must be tissue", minimum=0, maximum=1)
+    mpp: float | None = param(
+        None,
+        help="overrides the slide's own pixel size",
+        unit="µm per pixel",
+        minimum=0,
+        exclusive_minimum=True,
+        default_text="the slide's",
+        example=0.5,
+    )
 
 
 def compute_plan(
     image_path: str | Path,
-    params: Mapping[str, Any],
+    params: TilingParams,
     *,
     check_cancelled: Callable[[], None] | None = None,
 ) -> tuple[TilePlan, np.ndarray, TissueMask]:
     """Open a slide, detect tissue on its thumbnail and plan its tiles; the slide is always closed."""
-    reader = open_slide(image_path, mpp=param(params, "mpp", None))
+    reader = open_slide(image_path, mpp=params.mpp)
     try:
         return plan_from_reader(reader, params, check_cancelled=check_cancelled)
     finally:
@@ -40,25 +61,25 @@ def compute_plan(
 
 def plan_from_reader(
     reader: SlideReader,
-    params: Mapping[str, Any],
+    params: TilingParams,
     *,
     check_cancelled: Callable[[], None] | None = None,
 ) -> tuple[TilePlan, np.ndarray, TissueMask]:
     """`compute_plan` on an open reader (segment jobs already hold one)."""
     check = check_cancelled or (lambda: None)
-    mpp = param(params, "mpp", None)
-    slide_mpp = require_mpp(reader, mpp)  # fail before the thumbnail is decoded
+    slide_mpp = require_mpp(reader, params.mpp)  # fail before the thumbnail is decoded
     thumbnail = reader.thumbnail(mask_thumbnail_size(reader.dimensions, slide_mpp))
     check()
     mask = TissueMask.for_slide(detect_tissue(thumbnail), reader.dimensions)
     check()
+    assert params.target_mpp is not None  # segment jobs fill in the model's before planning
     plan = plan_tiles(
         reader,
-        tile_size=int(param(params, "tile_size", DEFAULT_TILE_SIZE)),
-        padding=int(param(params, "padding", DEFAULT_PADDING)),
-        target_mpp=float(param(params, "target_mpp", DEFAULT_TARGET_MPP)),
-        min_tissue=float(param(params, "min_tissue", DEFAULT_MIN_TISSUE)),
-        mpp=mpp,
+        tile_size=params.tile_size,
+        padding=params.padding,
+        target_mpp=params.target_mpp,
+        min_tissue=params.min_tissue,
+        mpp=params.mpp,
         mask=mask,
     )
     return plan, thumbnail, mask
@@ -71,7 +92,8 @@ def run_tissue_job(ctx: JobContext) -> dict[str, str]:
         raise JobError(msg)
     ctx.check_cancelled()
     try:
-        plan, thumbnail, mask = compute_plan(ctx.image, ctx.params, check_cancelled=ctx.check_cancelled)
+        params = TilingParams.from_mapping(ctx.params, where=f"job {ctx.job.job_id} (tissue)")
+        plan, thumbnail, mask = compute_plan(ctx.image, params, check_cancelled=ctx.check_cancelled)
     except ValueError as exc:
         msg = f"job {ctx.job.job_id} (tissue) on {ctx.image}: {exc}"
         raise JobError(msg) from exc
@@ -85,7 +107,10 @@ def run_tissue_job(ctx: JobContext) -> dict[str, str]:
     return {"tiles": str(tiles_path), "tissue_png": str(png_path)}
 
 
-def param(params: Mapping[str, Any], name: str, default: Any) -> Any:
-    """A job param, or `default` when it is unset or null."""
-    value = params.get(name)
-    return default if value is None else value
+TISSUE = JobType(
+    name="tissue",
+    summary="tissue mask and tile plan of one slide (tiles.json, tissue.png)",
+    params=TilingParams,
+    run=run_tissue_job,
+    takes_image=True,
+)

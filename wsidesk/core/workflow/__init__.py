@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+from wsidesk.core.jobs.registry import JOB_TYPES
 from wsidesk.core.workflow.io import dump_workflow, load_workflow, loads_workflow, save_workflow
-from wsidesk.core.workflow.model import (
-    EXPORT_FORMATS,
-    JOB_TYPES,
-    PARAM_TYPES,
-    Branch,
-    Job,
-    Workflow,
-    validate_workflow,
-)
+from wsidesk.core.workflow.model import Branch, Job, Workflow, resolve_path, validate_workflow
 
 __all__ = [
-    "EXPORT_FORMATS",
     "JOB_TYPES",
-    "PARAM_TYPES",
     "Branch",
     "Job",
     "Workflow",
     "dump_workflow",
     "load_workflow",
     "loads_workflow",
+    "resolve_path",
     "save_workflow",
     "validate_workflow",
 ]

@@ -108,7 +108,7 @@ def _str_mapping(value: Any, what: str, hint: str, *, file: str | None, job_id: 
     _expect(value, dict, what, file=file, job_id=job_id, hint=f"; it must be a mapping {hint}")
     for key in value:
         _expect(key, str, f"key {key!r} in {what}", file=file, job_id=job_id, hint="; quote it to make it a string")
-    return value
+    return dict(value)
 
 
 def _parse_job(data: Any, *, branch: str, index: int, file: str | None) -> Job:

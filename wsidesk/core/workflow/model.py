@@ -5,8 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -15,11 +14,11 @@ from typing import Any
 import networkx as nx
 
 from wsidesk.core.errors import ProfileError, WorkflowError
+from wsidesk.core.jobs.registry import JOB_TYPES, all_params
+from wsidesk.core.names import SAFE_NAME_RULE, is_safe_name
 from wsidesk.core.profiles import check_profile_name
 from wsidesk.core.values import reduce_frozen
-
-JOB_TYPES = ("tissue", "segment", "export")
-EXPORT_FORMATS = ("geojson", "csv")
+from wsidesk.core.workflow.graph import cycle_text, find_cycle, job_graph, topological_order
 
 
 def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -94,79 +93,39 @@ class Workflow:
         return {**self.defaults, **job.params}
 
     def image_path(self, job: Job) -> Path | None:
-        if job.image is None:
-            return None
-        path = Path(job.image).expanduser()
-        if not path.is_absolute() and self.base_dir is not None:
-            path = self.base_dir / path
-        return path
+        return None if job.image is None else resolve_path(job.image, self.base_dir)
 
     def graph(self) -> nx.DiGraph:
-        """Job ids as nodes (attr `branch`); edges run from a job to what must wait for it.
+        """The job graph (see `graph.job_graph`)."""
+        branches = ((b.name, [j.job_id for j in b.jobs]) for b in self.branches)
+        return job_graph(branches, ((dep, job.job_id) for _, job in self.jobs() for dep in job.depends_on))
 
-        Each job points to the next job of its branch (edge attr `kind="fifo"`) and to every job
-        that names it in `depends_on` (`kind="depends_on"`, which wins when both apply).
-        """
-        g = nx.DiGraph()
-        for branch in self.branches:
-            for job in branch.jobs:
-                g.add_node(job.job_id, branch=branch.name)
-            for before, after in zip(branch.jobs, branch.jobs[1:], strict=False):
-                g.add_edge(before.job_id, after.job_id, kind="fifo")
-        for _, job in self.jobs():
-            for dep in job.depends_on:
-                g.add_edge(dep, job.job_id, kind="depends_on")
-        return g
+    def rank(self) -> dict[str, int]:
+        """Job id -> its place in branch order, then list order (for stable orders and messages)."""
+        return {job.job_id: i for i, (_, job) in enumerate(self.jobs())}
 
     def topological_order(self) -> list[str]:
         """Job ids, each after everything it waits for; ties keep branch order, then list order."""
         g = self.graph()
-        rank = {job.job_id: i for i, (_, job) in enumerate(self.jobs())}
         try:
-            order = nx.lexicographical_topological_sort(g, key=lambda n: rank.get(n, len(rank)))
-            return list(order)
+            return topological_order(g, self.rank())
         except nx.NetworkXUnfeasible as exc:
-            raise _cycle_error(g, rank, file=None) from exc
+            raise _cycle_error(g, self.rank(), file=None) from exc
+
+
+def resolve_path(path: str, base_dir: Path | None) -> Path:
+    """A path as written in a workflow: `~` expanded, relative ones taken from the workflow's folder."""
+    resolved = Path(path).expanduser()
+    if not resolved.is_absolute() and base_dir is not None:
+        resolved = base_dir / resolved
+    return resolved
 
 
 def _cycle_error(g: nx.DiGraph, rank: Mapping[str, int], *, file: str | None) -> WorkflowError:
-    nodes = [u for u, _ in nx.find_cycle(g)]
-    # Start at the earliest job so the message does not depend on where the search began.
-    start = min(range(len(nodes)), key=lambda i: rank.get(nodes[i], len(rank)))
-    cycle = tuple(nodes[start:] + nodes[:start])
-    path = " -> ".join((*cycle, cycle[0]))
-    msg = f"jobs form a cycle: {path}; remove one of its 'depends_on' entries or reorder the branch"
+    cycle = find_cycle(g, rank)
+    assert cycle is not None  # only called for graphs that are not acyclic
+    msg = f"jobs form a cycle: {cycle_text(cycle)}; remove one of its 'depends_on' entries or reorder the branch"
     return _error(msg, file=file, job_id=cycle[0], cycle=cycle)
-
-
-# Known job params and their types, per job type. `defaults:` may use any of them; a job's own
-# `params:` may only use those of its type. Shared with the CLI's segmentation options.
-_TILING_PARAMS: dict[str, type | tuple[type, ...]] = {
-    "tile_size": int,
-    "padding": int,
-    "target_mpp": (int, float),
-    "min_tissue": (int, float),
-    "mpp": (int, float),  # overrides the slide's own pixel size
-}
-PARAM_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "tissue": dict(_TILING_PARAMS),
-    "segment": {**_TILING_PARAMS, "model": str, "batch_size": int, "device": str, "precision": str},
-    "export": {"format": str},
-}
-
-
-# Params that need more than a type check: name -> (test, what the value must be).
-_PARAM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "tile_size": (lambda v: v > 0, "a positive integer"),
-    "batch_size": (lambda v: v > 0, "a positive integer"),
-    "padding": (lambda v: v >= 0, "an integer >= 0"),
-    "min_tissue": (lambda v: 0 <= v <= 1, "a number between 0 and 1"),
-    "target_mpp": (lambda v: math.isfinite(v) and v > 0, "a positive number (µm per pixel)"),
-    "mpp": (lambda v: math.isfinite(v) and v > 0, "a positive number (µm per pixel)"),
-    "format": (lambda v: v in EXPORT_FORMATS, f"one of {', '.join(EXPORT_FORMATS)}"),
-}
-# Job ids name output folders (<run>/<job_id>/), so they must be safe path components.
-_JOB_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _error(
@@ -180,37 +139,18 @@ def _error(
     return WorkflowError(where + msg, file=file, job_id=job_id, cycle=cycle)
 
 
-def _type_names(types: type | tuple[type, ...]) -> str:
-    types = types if isinstance(types, tuple) else (types,)
-    if float in types:
-        types = tuple(t for t in types if t is not int)  # "a number" covers integers
-    names = {int: "an integer", float: "a number", str: "a string"}
-    return " or ".join(names.get(t, f"a {t.__name__}") for t in types)
-
-
 def _check_params(
-    params: Mapping[str, Any],
-    allowed: Mapping[str, type | tuple[type, ...]],
-    *,
-    where: str,
-    file: str | None,
-    job_id: str | None,
+    params: Mapping[str, Any], job_type: str | None, *, where: str, file: str | None, job_id: str | None
 ) -> None:
+    """Params of one job type (None: any type's, as in `defaults`), against the job-type registry."""
+    specs = all_params() if job_type is None else {s.name: s for s in JOB_TYPES[job_type].params.specs()}
     for key, value in params.items():
-        if key not in allowed:
-            valid = ", ".join(sorted(allowed))
-            msg = f"{where}: unknown param {key!r}; valid params here: {valid}"
+        spec = specs.get(key)
+        if spec is None:
+            msg = f"{where}: unknown param {key!r}; valid params here: {', '.join(sorted(specs))}"
             raise _error(msg, file=file, job_id=job_id)
-        types = allowed[key]
-        # bool subclasses int, but `tile_size: true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, types):
-            msg = f"{where}: param {key!r} must be {_type_names(types)}, not {type(value).__name__} {value!r}"
-            raise _error(msg, file=file, job_id=job_id)
-        if key in _PARAM_RULES:
-            ok, what = _PARAM_RULES[key]
-            if not ok(value):
-                msg = f"{where}: param {key!r} must be {what}, got {value!r}"
-                raise _error(msg, file=file, job_id=job_id)
+        if problem := spec.problem(value):
+            raise _error(f"{where}: param {key!r} {problem}", file=file, job_id=job_id)
 
 
 def _check_image(wf: Workflow, job: Job, *, where: str, file: str | None) -> None:
@@ -245,8 +185,7 @@ def validate_workflow(wf: Workflow, *, file: str | None = None, check_images: bo
             check_profile_name(wf.profile)
         except ProfileError as exc:
             raise _error(f"profile: {exc}", file=file) from exc
-    all_params = {k: t for types in PARAM_TYPES.values() for k, t in types.items()}
-    _check_params(wf.defaults, all_params, where="defaults", file=file, job_id=None)
+    _check_params(wf.defaults, None, where="defaults", file=file, job_id=None)
 
     branch_names: set[str] = set()
     seen: dict[str, str] = {}  # casefolded job id -> job id
@@ -276,8 +215,7 @@ def validate_workflow(wf: Workflow, *, file: str | None = None, check_images: bo
 
     g = wf.graph()
     if not nx.is_directed_acyclic_graph(g):
-        rank = {job.job_id: i for i, (_, job) in enumerate(wf.jobs())}
-        raise _cycle_error(g, rank, file=file)
+        raise _cycle_error(g, wf.rank(), file=file)
 
     for job_id, (x, y) in wf.layout.items():
         if job_id not in seen.values():
@@ -297,8 +235,8 @@ def validate_workflow(wf: Workflow, *, file: str | None = None, check_images: bo
 def _check_job_alone(job: Job, *, branch: str, seen: dict[str, str], file: str | None) -> None:
     """Checks that need only the job itself (and the ids seen so far)."""
     where = f"job {job.job_id!r} in branch {branch!r}"
-    if not _JOB_ID.fullmatch(job.job_id) or job.job_id in {".", ".."}:
-        msg = f"{where}: invalid job_id; use 1-64 of A-Z a-z 0-9 _ . - (it names the job's output folder)"
+    if not is_safe_name(job.job_id):
+        msg = f"{where}: invalid job_id; use {SAFE_NAME_RULE} (it names the job's output folder)"
         raise _error(msg, file=file, job_id=job.job_id)
     folded = job.job_id.casefold()
     if folded in seen:
@@ -307,17 +245,18 @@ def _check_job_alone(job: Job, *, branch: str, seen: dict[str, str], file: str |
         msg = f"{where}: job_id {same}; job ids must be unique (ignoring case)"
         raise _error(msg, file=file, job_id=job.job_id)
     seen[folded] = job.job_id
-    if job.type not in JOB_TYPES:
+    kind = JOB_TYPES.get(job.type)
+    if kind is None:
         msg = f"{where}: unknown type {job.type!r}; valid types: {', '.join(JOB_TYPES)}"
         raise _error(msg, file=file, job_id=job.job_id)
-    if job.type == "export":
+    if not kind.takes_image:
         if job.image is not None:
-            msg = f"{where}: export jobs take no 'image'; they export the jobs in 'depends_on'"
+            msg = f"{where}: {job.type} jobs take no 'image'; they {job.type} the jobs in 'depends_on'"
             raise _error(msg, file=file, job_id=job.job_id)
         if not job.depends_on:
-            msg = f"{where}: export jobs need 'depends_on' listing the jobs to export"
+            msg = f"{where}: {job.type} jobs need 'depends_on' listing the jobs to {job.type}"
             raise _error(msg, file=file, job_id=job.job_id)
     elif not job.image:
         msg = f"{where}: {job.type} jobs need an 'image' (a slide path)"
         raise _error(msg, file=file, job_id=job.job_id)
-    _check_params(job.params, PARAM_TYPES[job.type], where=where, file=file, job_id=job.job_id)
+    _check_params(job.params, job.type, where=where, file=file, job_id=job.job_id)

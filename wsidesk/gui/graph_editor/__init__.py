@@ -5,7 +5,7 @@ from __future__ import annotations
 from wsidesk.gui.graph_editor.document import WorkflowDocument
 from wsidesk.gui.graph_editor.editor import GraphEditor
 from wsidesk.gui.graph_editor.inspector import InspectorPanel
-from wsidesk.gui.graph_editor.model import JOB_STATES, EditRefused, WorkflowDraft
+from wsidesk.gui.graph_editor.model import JOB_STATES, CanvasDraft, EditRefused
 from wsidesk.gui.graph_editor.scene import GraphView, WorkflowScene
 
 __all__ = [
@@ -15,6 +15,6 @@ __all__ = [
     "GraphView",
     "InspectorPanel",
     "WorkflowDocument",
-    "WorkflowDraft",
+    "CanvasDraft",
     "WorkflowScene",
 ]

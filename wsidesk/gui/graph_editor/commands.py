@@ -15,7 +15,7 @@ from PySide6.QtGui import QUndoCommand
 
 if TYPE_CHECKING:
     from wsidesk.gui.graph_editor.document import WorkflowDocument
-    from wsidesk.gui.graph_editor.model import WorkflowDraft
+    from wsidesk.gui.graph_editor.model import CanvasDraft
 
 _MERGE_ID = 0x57_44  # commands with a merge key compress with the previous one of the same key
 
@@ -27,9 +27,9 @@ class DraftCommand(QUndoCommand):
         self,
         document: WorkflowDocument,
         text: str,
-        edit: Callable[[WorkflowDraft], Any],
+        edit: Callable[[CanvasDraft], Any],
         *,
-        merge_key: tuple | None = None,
+        merge_key: tuple[Any, ...] | None = None,
     ) -> None:
         super().__init__(text)
         self._document = document
@@ -74,7 +74,7 @@ class RemoveItemsCommand(DraftCommand):
     """Delete jobs and depends_on edges (as (dependency uid, dependent uid)) together."""
 
     def __init__(self, document: WorkflowDocument, uids: list[int], edges: list[tuple[int, int]]) -> None:
-        def edit(d: WorkflowDraft) -> None:
+        def edit(d: CanvasDraft) -> None:
             for dep, uid in edges:
                 if uid not in uids and dep not in uids:
                     d.disconnect(dep, uid)
@@ -111,7 +111,7 @@ class EditJobCommand(DraftCommand):
     """
 
     def __init__(self, document: WorkflowDocument, uid: int, what: str, value: Any) -> None:
-        def edit(d: WorkflowDraft) -> None:
+        def edit(d: CanvasDraft) -> None:
             if what == "job_id":
                 d.set_job_id(uid, value)
             elif what == "type":
@@ -132,7 +132,7 @@ class EditWorkflowCommand(DraftCommand):
     """Change the workflow name ('name') or one default ('default:<name>')."""
 
     def __init__(self, document: WorkflowDocument, what: str, value: Any) -> None:
-        def edit(d: WorkflowDraft) -> None:
+        def edit(d: CanvasDraft) -> None:
             if what == "name":
                 d.set_name(value)
             elif what.startswith("default:"):

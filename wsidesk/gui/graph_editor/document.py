@@ -7,14 +7,14 @@ Refused edits emit `edit_refused(reason)` and change nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from wsidesk.gui.graph_editor import commands as cmd
-from wsidesk.gui.graph_editor.model import EditRefused, WorkflowDraft
+from wsidesk.gui.graph_editor.model import CanvasDraft, EditRefused
 
 logger = logging.getLogger(__name__)
 
@@ -25,22 +25,22 @@ class WorkflowDocument(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._draft = WorkflowDraft()
+        self._draft = CanvasDraft()
         self.undo_stack = QUndoStack(self)
 
     @property
-    def draft(self) -> WorkflowDraft:
+    def draft(self) -> CanvasDraft:
         """The current draft; read it, never change it (edit through the methods below)."""
         return self._draft
 
-    def reset(self, draft: WorkflowDraft) -> None:
+    def reset(self, draft: CanvasDraft) -> None:
         """Start over with `draft`: empty undo history, clean."""
         self._draft = draft
         self.undo_stack.clear()
         self.undo_stack.setClean()
         self.changed.emit()
 
-    def _restore(self, draft: WorkflowDraft) -> None:
+    def _restore(self, draft: CanvasDraft) -> None:
         self._draft = draft
         self.changed.emit()
 
@@ -60,7 +60,7 @@ class WorkflowDocument(QObject):
         command = self._push(lambda: cmd.AddJobCommand(self, job_type, branch, job_id=job_id, image=image))
         return None if command is None else command.result
 
-    def remove_items(self, uids: list[int], edges: list[tuple[int, int]] = ()) -> bool:
+    def remove_items(self, uids: list[int], edges: Sequence[tuple[int, int]] = ()) -> bool:
         if not uids and not edges:
             return False
         return self._push(lambda: cmd.RemoveItemsCommand(self, list(uids), list(edges))) is not None

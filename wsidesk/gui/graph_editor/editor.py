@@ -24,7 +24,7 @@ from wsidesk.core.workflow import JOB_TYPES, Workflow, load_workflow, save_workf
 from wsidesk.gui.graph_editor.document import WorkflowDocument
 from wsidesk.gui.graph_editor.inspector import InspectorPanel
 from wsidesk.gui.graph_editor.items import NodeItem
-from wsidesk.gui.graph_editor.model import WorkflowDraft, first_problem
+from wsidesk.gui.graph_editor.model import CanvasDraft, first_problem
 from wsidesk.gui.graph_editor.scene import GraphView, WorkflowScene
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class GraphEditor(QWidget):
             action = self._action(
                 f"+ {job_type.capitalize()}",
                 lambda *_, t=job_type: self.add_job(t),
-                tip=f"add a {job_type} job to the current branch",
+                tip=f"add a {job_type} job to the current branch: {JOB_TYPES[job_type].summary}",
             )
             self.add_job_actions[job_type] = action
             tb.addAction(action)
@@ -187,14 +187,14 @@ class GraphEditor(QWidget):
         return not self.document.undo_stack.isClean()
 
     def new_workflow(self, name: str = "Untitled workflow") -> None:
-        draft = WorkflowDraft(name=name)
+        draft = CanvasDraft(name=name)
         draft.add_branch("branch_1")
         self._path = None
         self._reset(draft)
 
     def set_workflow(self, wf: Workflow) -> None:
         """Show `wf` (unsaved edits are dropped); relative images resolve against wf.base_dir."""
-        self._reset(WorkflowDraft.from_workflow(wf))
+        self._reset(CanvasDraft.from_workflow(wf))
 
     def load_workflow(self, path: str | Path) -> Workflow:
         """Read and validate a YAML file (missing images are allowed: they show on the nodes)."""
@@ -204,7 +204,7 @@ class GraphEditor(QWidget):
         self.path_changed.emit(str(self._path))
         return wf
 
-    def _reset(self, draft: WorkflowDraft) -> None:
+    def _reset(self, draft: CanvasDraft) -> None:
         self.scene.clear_job_states()
         self.inspector.show_job(None)
         self.document.reset(draft)

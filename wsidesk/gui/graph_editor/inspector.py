@@ -27,17 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from wsidesk.core.segment.engine import PRECISIONS
-from wsidesk.core.workflow import EXPORT_FORMATS, JOB_TYPES, PARAM_TYPES
+from wsidesk.core.jobs.params import ParamSpec
+from wsidesk.core.jobs.registry import JOB_TYPES, all_params
 from wsidesk.gui.graph_editor.document import WorkflowDocument
-from wsidesk.gui.graph_editor.model import ALL_PARAMS, DEVICES, check_job_id
+from wsidesk.gui.graph_editor.model import check_job_id
 
-# Shown (greyed) for params nobody set; what the CLI and jobs fall back to.
-FALLBACKS: dict[str, Any] = {"tile_size": 512, "padding": 80, "batch_size": 16, "device": "auto", "format": "geojson"}
-# Initial value when a param is switched on and there is nothing to inherit.
-STARTERS: dict[str, Any] = {**FALLBACKS, "target_mpp": 0.5, "mpp": 0.5, "min_tissue": 0.1, "model": ""}
-_INT_RANGES = {"tile_size": (16, 16384), "padding": (0, 4096), "batch_size": (1, 4096)}
-_FLOAT_RANGES = {"target_mpp": (0.01, 100.0), "mpp": (0.01, 100.0), "min_tissue": (0.0, 1.0)}
+_FLOAT_MAX = 1e6  # spin boxes need an upper bound; params without one take any size
 _INVALID = "QLineEdit { border: 1px solid #d32f2f; background: #fdecea; }"
 SLIDE_FILTER = (
     "Slides (*.svs *.tif *.tiff *.ndpi *.mrxs *.scn *.svslide *.bif *.vms *.vmu *.qptiff *.dcm);;All files (*)"
@@ -50,51 +45,95 @@ def mark_invalid(edit: QLineEdit, problem: str | None) -> None:
     edit.setProperty("invalid", bool(problem))
 
 
-class ParamRow:
-    """One param: a 'set' checkbox and a value widget; unset params inherit a default."""
+def common_default(name: str) -> Any | None:
+    """What an unset workflow default falls back to: the jobs' default when every job type agrees."""
+    defaults = {spec.default for t in JOB_TYPES.values() if (spec := t.spec(name)) is not None}
+    return defaults.pop() if len(defaults) == 1 else None
 
-    def __init__(self, key: str, apply: Callable[[str, Any | None], bool]) -> None:
-        self.key = key
+
+class ParamRow:
+    """One param: a 'set' checkbox and a value widget (from the job-type registry); unset params inherit."""
+
+    def __init__(self, spec: ParamSpec, apply: Callable[[str, Any | None], bool]) -> None:
+        self.spec = spec
+        self.key = spec.name
         self._apply = apply
-        self.checkbox = QCheckBox(key)
-        self.checkbox.setToolTip(f"set {key} here; unticked, it inherits the default")
+        self.checkbox = QCheckBox(spec.name)
+        unit = f" ({spec.unit})" if spec.unit else ""
+        self.checkbox.setToolTip(f"{spec.help}{unit}; unticked, it inherits the default ({spec.shown_default})")
+        self.edit: QLineEdit | None = None
         self.widget = self._make_widget()
         self.checkbox.toggled.connect(self._on_toggled)
 
     def _make_widget(self) -> QWidget:
-        kind = ALL_PARAMS[self.key]
-        choices = {"format": EXPORT_FORMATS, "device": DEVICES, "precision": PRECISIONS}.get(self.key)
-        if choices is not None:
+        spec = self.spec
+        if spec.choices:
             combo = QComboBox()
-            combo.addItems(choices)
+            combo.addItems(spec.choices)
             combo.currentTextChanged.connect(self._on_value_changed)
             return combo
-        if kind is str:
-            edit = QLineEdit()
-            edit.setPlaceholderText("pretrained model name or path")
-            edit.editingFinished.connect(self._on_value_changed)
-            return edit
-        if kind is int:
+        if spec.type is bool:
+            check = QCheckBox()
+            check.toggled.connect(self._on_value_changed)
+            return check
+        if spec.type is str:
+            self.edit = QLineEdit()
+            self.edit.setPlaceholderText(spec.help)
+            self.edit.editingFinished.connect(self._on_value_changed)
+            if not spec.path:
+                return self.edit
+            browse = QPushButton("…")
+            browse.setToolTip(f"choose a file for {spec.name}")
+            browse.clicked.connect(self._on_browse_clicked)
+            box = QWidget()
+            row = QHBoxLayout(box)
+            row.setContentsMargins(0, 0, 0, 0)
+            row.addWidget(self.edit, 1)
+            row.addWidget(browse)
+            return box
+        spin: QSpinBox | QDoubleSpinBox
+        if spec.type is int:
             spin = QSpinBox()
-            spin.setRange(*_INT_RANGES.get(self.key, (0, 1_000_000)))
-            spin.setSingleStep(16 if self.key in ("tile_size", "padding") else 1)
+            low = int(spec.minimum or 0) + (1 if spec.exclusive_minimum else 0)
+            spin.setRange(low, int(spec.maximum if spec.maximum is not None else 1_000_000))
+            spin.setSingleStep(16 if spec.unit == "px" else 1)
         else:
             spin = QDoubleSpinBox()
-            spin.setRange(*_FLOAT_RANGES.get(self.key, (0.0, 1e6)))
             spin.setDecimals(3)
+            step = 10 ** -spin.decimals()
+            bottom = (spec.minimum or 0.0) + (step if spec.exclusive_minimum else 0.0)
+            spin.setRange(bottom, spec.maximum if spec.maximum is not None else _FLOAT_MAX)
             spin.setSingleStep(0.05)
+        if spec.unit:
+            spin.setSuffix(f" {spec.unit}" if spec.unit != "µm per pixel" else " µm/px")
         spin.setKeyboardTracking(False)  # one edit per value, not per keystroke
         spin.setCorrectionMode(QAbstractSpinBox.CorrectionMode.CorrectToNearestValue)
         spin.valueChanged.connect(self._on_value_changed)
         return spin
 
+    def choose_file(self) -> str:
+        """Ask for a file for a path param; '' when cancelled. Tests replace this."""
+        path, _ = QFileDialog.getOpenFileName(self.widget, f"Choose {self.key}")
+        return path
+
+    def _on_browse_clicked(self) -> None:
+        path = self.choose_file()
+        if path and self.edit is not None:
+            self.edit.setText(path)
+            if not self.checkbox.isChecked():
+                self.checkbox.setChecked(True)  # applies the value
+            else:
+                self._on_value_changed()
+
     def value(self) -> Any:
         w = self.widget
         if isinstance(w, QComboBox):
             return w.currentText()
-        if isinstance(w, QLineEdit):
-            return w.text().strip()
-        return w.value()
+        if self.edit is not None:
+            return self.edit.text().strip()
+        if isinstance(w, QCheckBox):
+            return w.isChecked()
+        return w.value()  # type: ignore[attr-defined]
 
     def _show(self, value: Any | None) -> None:
         w = self.widget
@@ -102,13 +141,15 @@ class ParamRow:
         try:
             if isinstance(w, QComboBox):
                 w.setCurrentIndex(max(w.findText(str(value)), 0) if value is not None else 0)
-            elif isinstance(w, QLineEdit):
-                w.setText("" if value is None else str(value))
-                mark_invalid(w, None)
+            elif self.edit is not None:
+                self.edit.setText("" if value is None else str(value))
+                mark_invalid(self.edit, None)
+            elif isinstance(w, QCheckBox):
+                w.setChecked(bool(value))
             elif value is None:
-                w.clear()  # empty box: nothing set and nothing to inherit
+                w.clear()  # type: ignore[attr-defined]  # empty box: nothing set and nothing to inherit
             else:
-                w.setValue(value)
+                w.setValue(value)  # type: ignore[attr-defined]
         finally:
             w.blockSignals(False)
 
@@ -132,10 +173,12 @@ class ParamRow:
             self._apply(self.key, None)
             return
         value = self.value()
-        if value in ("", None) or (not isinstance(self.widget, QComboBox | QLineEdit) and self.widget.text() == ""):
-            value = STARTERS.get(self.key)
+        if value in ("", None) or (
+            isinstance(self.widget, QSpinBox | QDoubleSpinBox) and self.widget.cleanText() == ""
+        ):
+            value = self.spec.starter
             if value in ("", None):
-                return  # model: wait for the user to type one
+                return  # a path or name: wait for the user to type one
             self._show(value)
         if not self._apply(self.key, value):
             self.checkbox.setChecked(False)
@@ -144,13 +187,13 @@ class ParamRow:
         if not self.checkbox.isChecked():
             return
         value = self.value()
-        if isinstance(self.widget, QLineEdit):
+        if self.edit is not None:
             if not value:
-                mark_invalid(self.widget, f"{self.key} cannot be empty; untick to inherit")
+                mark_invalid(self.edit, f"{self.key} cannot be empty; untick to inherit")
                 return
-            mark_invalid(self.widget, None)
-        if not self._apply(self.key, value) and isinstance(self.widget, QLineEdit):
-            mark_invalid(self.widget, f"{self.key} {value!r} was refused")
+            mark_invalid(self.edit, None)
+        if not self._apply(self.key, value) and self.edit is not None:
+            mark_invalid(self.edit, f"{self.key} {value!r} was refused")
 
 
 class InspectorPanel(QWidget):
@@ -195,7 +238,7 @@ class InspectorPanel(QWidget):
         form.addRow("Name", self.name_edit)
         form.addRow("Profile", self.profile_label)
         form.addRow("", self.summary_label)
-        self.default_rows = {k: ParamRow(k, self._apply_default) for k in ALL_PARAMS}
+        self.default_rows = {name: ParamRow(spec, self._apply_default) for name, spec in all_params().items()}
         box = self._param_box("Defaults (every job)", self.default_rows)
         v = QVBoxLayout(page)
         v.addLayout(form)
@@ -218,7 +261,7 @@ class InspectorPanel(QWidget):
         self.job_id_edit.textEdited.connect(self._on_job_id_edited)
         self.job_id_edit.editingFinished.connect(self._on_job_id_finished)
         self.type_combo = QComboBox()
-        self.type_combo.addItems(JOB_TYPES)
+        self.type_combo.addItems(list(JOB_TYPES))
         self.type_combo.currentTextChanged.connect(self._on_type_changed)
         self.branch_combo = QComboBox()
         self.branch_combo.setToolTip("move the job to the end of another branch")
@@ -241,7 +284,7 @@ class InspectorPanel(QWidget):
         form.addRow("Branch", self.branch_combo)
         form.addRow("Image", image_row)
         form.addRow("Depends on", self.depends_label)
-        self.param_rows = {k: ParamRow(k, self._apply_param) for k in ALL_PARAMS}
+        self.param_rows = {name: ParamRow(spec, self._apply_param) for name, spec in all_params().items()}
         box = self._param_box("Parameters", self.param_rows)
         v = QVBoxLayout(page)
         v.addLayout(form)
@@ -292,17 +335,18 @@ class InspectorPanel(QWidget):
         self.profile_label.setText(draft.profile or "(the profile it is run under)")
         self.summary_label.setText(f"{len(draft.branches)} branches · {len(draft.jobs)} jobs")
         for key, row in self.default_rows.items():
-            row.set_state(draft.defaults.get(key), FALLBACKS.get(key))
+            row.set_state(draft.defaults.get(key), common_default(key))
 
     def _refresh_job(self) -> None:
         draft = self.document.draft
+        assert self._uid is not None
         job = draft.jobs[self._uid]
         self.stack.setCurrentIndex(1)
         self.title.setText(f"Job {job.job_id}")
         self.job_id_edit.setText(job.job_id)
         mark_invalid(self.job_id_edit, None)
         for combo, items, current in (
-            (self.type_combo, JOB_TYPES, job.type),
+            (self.type_combo, list(JOB_TYPES), job.type),
             (self.branch_combo, [b.name for b in draft.branches], draft.branches[draft.lane_of(job.uid)].name),
         ):
             combo.blockSignals(True)
@@ -311,12 +355,12 @@ class InspectorPanel(QWidget):
                 combo.addItems(list(items))
             combo.setCurrentText(current)
             combo.blockSignals(False)
-        export = job.type == "export"
+        kind = JOB_TYPES[job.type]
         self.image_edit.setText(job.image or "")
-        self.image_edit.setEnabled(not export)
-        self.browse_button.setEnabled(not export)
+        self.image_edit.setEnabled(kind.takes_image)
+        self.browse_button.setEnabled(kind.takes_image)
         self.image_edit.setPlaceholderText(
-            "export jobs take no image" if export else "slide path, relative to the workflow file"
+            "slide path, relative to the workflow file" if kind.takes_image else f"{job.type} jobs take no image"
         )
         problems = draft.job_problems(job.uid)
         mark_invalid(self.image_edit, None)
@@ -325,10 +369,11 @@ class InspectorPanel(QWidget):
         deps = [draft.jobs[d].job_id for d in job.depends_on]
         self.depends_label.setText(", ".join(deps) if deps else "nothing (drag from a job's output port onto this one)")
         self.error_label.setText("\n".join(f"⚠ {p}" for p in problems))
-        allowed = PARAM_TYPES[job.type]
         for key, row in self.param_rows.items():
-            row.set_visible(visible=key in allowed)
-            row.set_state(job.params.get(key), draft.defaults.get(key, FALLBACKS.get(key)))
+            spec = kind.spec(key)
+            row.set_visible(visible=spec is not None)
+            if spec is not None:
+                row.set_state(job.params.get(key), draft.defaults.get(key, spec.default))
 
     # ---- applying edits ---------------------------------------------------------------------
 

@@ -63,10 +63,10 @@ class WorkflowScene(QGraphicsScene):
                 self._remove_edge(key)
             self.removeItem(node)
         for uid, job in draft.jobs.items():
-            node = self.nodes.get(uid)
-            if node is None:
-                node = self.nodes[uid] = NodeItem(uid)
-                self.addItem(node)
+            if uid not in self.nodes:
+                self.nodes[uid] = NodeItem(uid)
+                self.addItem(self.nodes[uid])
+            node = self.nodes[uid]
             node.set_job(
                 job.job_id, job.type, image_label(job.image, job.type, len(job.depends_on)), draft.job_problems(uid)
             )
