@@ -6,9 +6,8 @@ import threading
 import time
 from typing import TextIO
 
-from wsidesk.core.events import Event
-
-_TERMINAL = {"job_succeeded", "job_failed", "job_skipped", "job_cancelled"}
+from wsidesk.core.events import Event, EventName
+from wsidesk.core.progress import ProgressBook
 
 
 class ConsoleReporter:
@@ -18,38 +17,20 @@ class ConsoleReporter:
         self._stream = stream
         self._live = stream.isatty()
         self._lock = threading.Lock()
-        self._jobs_total: dict[str, int] = {}
-        self._jobs_done: dict[str, int] = {}
-        self._tiles: dict[tuple[str, str], tuple[int, int]] = {}  # (run, job) -> (done, total)
+        self._book = ProgressBook()
         self._last_draw = 0.0
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            self._track(event)
+            self._book.apply(event)
             line = _describe(event)
             if self._live:
-                if line and event.event != "tile_batch_done":
+                if line and event.event is not EventName.TILE_BATCH_DONE:
                     self._write_line(line)
-                self._draw(force=event.event == "run_finished")
+                self._draw(force=event.event is EventName.RUN_FINISHED)
             elif line:
                 self._stream.write(line + "\n")
                 self._stream.flush()
-
-    def _track(self, event: Event) -> None:
-        run = event.run_id
-        if event.event == "run_submitted":
-            self._jobs_done.setdefault(run, int(event.fields.get("done", 0)))
-            self._jobs_total.setdefault(run, 0)
-        elif event.event == "job_started":
-            self._jobs_total[run] = max(self._jobs_total.get(run, 0), self._jobs_done.get(run, 0) + 1)
-        elif event.event in _TERMINAL:
-            self._jobs_done[run] = self._jobs_done.get(run, 0) + 1
-            self._tiles.pop((run, event.job_id or ""), None)
-        elif event.event == "tile_batch_done":
-            self._tiles[(run, event.job_id or "")] = (int(event.fields["done"]), int(event.fields["total"]))
-        elif event.event == "run_finished":
-            self._jobs_total.pop(run, None)
-            self._jobs_done.pop(run, None)
 
     def _write_line(self, line: str) -> None:
         self._stream.write("\r\x1b[2K" + line + "\n")
@@ -59,8 +40,10 @@ class ConsoleReporter:
         if not force and now - self._last_draw < 0.1:
             return
         self._last_draw = now
-        parts = [f"{run[-6:]}: {self._jobs_done.get(run, 0)} jobs done" for run in self._jobs_total]
-        parts += [f"{job} {d}/{t} tiles ({100 * d // max(t, 1)}%)" for (_, job), (d, t) in self._tiles.items()]
+        parts = [f"{run.run_id[-6:]}: {run.jobs_finished} jobs done" for run in self._book.active_runs()]
+        for job in self._book.streaming_jobs():
+            done, total = job.tiles_done, job.tiles_total
+            parts.append(f"{job.job_id} {done}/{total} tiles ({100 * done // max(total, 1)}%)")
         self._stream.write("\r\x1b[2K" + " | ".join(parts))
         self._stream.flush()
 
@@ -75,17 +58,18 @@ def _describe(event: Event) -> str | None:
     who = f"[{event.run_id}]" + (f" {event.branch}/{event.job_id}" if event.job_id else "")
     f = event.fields
     text = {
-        "run_submitted": f"run submitted: {event.workflow!r} for profile {event.profile}"
+        EventName.RUN_SUBMITTED: f"run submitted: {event.workflow!r} for profile {event.profile}"
         + (" (resumed)" if f.get("resumed") else ""),
-        "profile_queued": f"profile {event.profile} waits for a slot (position {f.get('position')})",
-        "profile_activated": f"profile {event.profile} is active",
-        "job_started": "started",
-        "job_succeeded": "succeeded",
-        "job_failed": f"FAILED: {f.get('error')}",
-        "job_skipped": f"skipped: {f.get('reason')}",
-        "job_cancelled": f"cancelled ({f.get('reason', '')})",
-        "tiles_planned": f"{f.get('tissue')} tissue tiles of {f.get('total')} ({f.get('skipped')} background skipped)",
-        "tile_batch_done": f"tiles {f.get('done')}/{f.get('total')}, {f.get('cells')} cells",
-        "run_finished": f"run finished: {f.get('status')}",
+        EventName.PROFILE_QUEUED: f"profile {event.profile} waits for a slot (position {f.get('position')})",
+        EventName.PROFILE_ACTIVATED: f"profile {event.profile} is active",
+        EventName.JOB_STARTED: "started",
+        EventName.JOB_SUCCEEDED: "succeeded",
+        EventName.JOB_FAILED: f"FAILED: {f.get('error')}",
+        EventName.JOB_SKIPPED: f"skipped: {f.get('reason')}",
+        EventName.JOB_CANCELLED: f"cancelled ({f.get('reason', '')})",
+        EventName.TILES_PLANNED: f"{f.get('tissue')} tissue tiles of {f.get('total')} "
+        f"({f.get('skipped')} background skipped)",
+        EventName.TILE_BATCH_DONE: f"tiles {f.get('done')}/{f.get('total')}, {f.get('cells')} cells",
+        EventName.RUN_FINISHED: f"run finished: {f.get('status')}",
     }.get(event.event)
     return f"{who} {text}" if text else None

@@ -20,15 +20,16 @@ from PySide6.QtWidgets import (
 )
 
 from wsidesk.core.errors import WsideskError
-from wsidesk.core.events import Event
 from wsidesk.core.scheduler.executors import Executor
 from wsidesk.core.scheduler.runner import Runner
 from wsidesk.core.slide import is_slide
 from wsidesk.core.store import Store
-from wsidesk.core.workflow.model import Branch, Job, Workflow
+from wsidesk.core.workflow.model import Workflow
+from wsidesk.core.workflow.single import segment_workflow
 from wsidesk.gui.bridges import EventBridge
 from wsidesk.gui.dashboard import RunDashboard, StatsPanel
 from wsidesk.gui.graph_editor import GraphEditor
+from wsidesk.gui.live_results import LiveResults
 from wsidesk.gui.panels import LayersPanel, LibraryPanel
 from wsidesk.gui.profiles import ProfileSwitcher
 from wsidesk.gui.settings_dialog import ExecutorSettings, SettingsDialog
@@ -40,14 +41,6 @@ SLIDE_FILTER = "Slides (*.svs *.ndpi *.mrxs *.tif *.tiff *.scn *.vms *.vmu *.bif
 WORKFLOW_FILTER = "Workflows (*.yaml *.yml)"
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
 MAX_RECENT = 10
-# Event name -> graph-editor node state.
-NODE_STATES = {
-    "job_started": "running",
-    "job_succeeded": "succeeded",
-    "job_failed": "failed",
-    "job_skipped": "skipped",
-    "job_cancelled": "cancelled",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +61,6 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.services = services
         self.store, self.runner, self.settings = services.store, services.runner, services.settings
-        self._run_workflows: dict[str, Workflow] = {}  # run_id -> workflow, to place events on slides
-        self._planned_slides: dict[tuple[str, str], str | None] = {}  # (run dir, job) -> its slide
-        self._editor_run: str | None = None
         self.setWindowTitle("wsidesk")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -99,6 +89,15 @@ class MainWindow(QMainWindow):
         self.resizeDocks(docks[2:], [260], Qt.Orientation.Vertical)
 
         self.profiles = ProfileSwitcher(self.store, profile)
+        self.live = LiveResults(
+            self.store,
+            viewer=self.viewer,
+            editor=self.editor,
+            dashboard=self.dashboard,
+            library=self.library,
+            profile=lambda: self.profiles.current,
+            parent=self,
+        )
         self._build_actions()
         self._build_status_bar()
         self._wire()
@@ -113,7 +112,13 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, text: str, slot: Any, shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:
+    def _action(
+        self,
+        text: str,
+        slot: Any,
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+        tip: str = "",
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
@@ -184,7 +189,8 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(label)
 
     def _wire(self) -> None:
-        self.services.bridge.event_received.connect(self._on_core_event)
+        self.services.bridge.event_received.connect(self.live.on_event)
+        self.live.profile_slots_changed.connect(self._refresh_profile_slots)
         self.viewer.files_dropped.connect(self.open_paths)
         self.viewer.cursor_moved.connect(lambda x, y: self.cursor_label.setText(f"x {x:,.0f}  y {y:,.0f} px"))
         self.viewer.zoom_changed.connect(self._on_zoom_changed)
@@ -201,7 +207,9 @@ class MainWindow(QMainWindow):
         self.dashboard.cancel_run_requested.connect(self.runner.cancel_run)
         self.dashboard.cancel_profile_requested.connect(self.runner.cancel_profile)
         self.dashboard.retry_branch_requested.connect(self._on_retry_branch)
-        self._slots_timer = QTimer(self, interval=1000, timeout=self._refresh_profile_slots)
+        self._slots_timer = QTimer(self)
+        self._slots_timer.setInterval(1000)
+        self._slots_timer.timeout.connect(self._refresh_profile_slots)
         self._slots_timer.start()
 
     # -- opening files --------------------------------------------------------------------------------
@@ -304,9 +312,7 @@ class MainWindow(QMainWindow):
         except WsideskError as exc:
             QMessageBox.warning(self, "Cannot run workflow", str(exc))
             return None
-        self._run_workflows[run_id] = workflow
-        self._editor_run = run_id
-        self.editor.clear_job_states()
+        self.live.track(run_id, workflow, in_editor=True)
         self.statusBar().showMessage(f"run {run_id} submitted", 5000)
         return run_id
 
@@ -316,16 +322,13 @@ class MainWindow(QMainWindow):
         if path is None:
             self.statusBar().showMessage("open a slide first", 5000)
             return None
-        workflow = Workflow(
-            name=f"Segment {Path(path).name}",
-            branches=(Branch("segment", (Job("segment", "segment", path),)),),
-        )
+        workflow = segment_workflow(Path(path), {})
         try:
             run_id = self.runner.submit(workflow, profile=self.profiles.current)
         except WsideskError as exc:
             QMessageBox.warning(self, "Cannot segment", str(exc))
             return None
-        self._run_workflows[run_id] = workflow
+        self.live.track(run_id, workflow)
         return run_id
 
     @Slot(str, str)
@@ -334,43 +337,6 @@ class MainWindow(QMainWindow):
             self.runner.retry_branch(run_id, branch, profile=self.profiles.current)
         except WsideskError as exc:
             QMessageBox.warning(self, "Cannot retry", str(exc))
-
-    # -- live events ------------------------------------------------------------------------------------
-    @Slot(object)
-    def _on_core_event(self, event: Event) -> None:
-        self.dashboard.on_event(event)
-        if event.run_id == self._editor_run and event.job_id and event.event in NODE_STATES:
-            self.editor.set_job_states({event.job_id: NODE_STATES[event.event]})
-        if event.event in ("profile_queued", "profile_activated", "profile_released"):
-            self._refresh_profile_slots()
-        if event.event == "run_finished":
-            self._reload_results()
-        if not self._on_open_slide_job(event):
-            return
-        payload = event.payload
-        if event.event == "job_started" and self._job_type(event) == "segment":
-            self.viewer.cell_overlay.clear()
-        elif event.event == "tiles_planned" and payload is not None:
-            self.viewer.tile_overlay.set_plan(payload.get("plan"))
-            if payload.get("mask") is not None:
-                self.viewer.tissue_overlay.set_mask(payload["mask"])
-        elif event.event == "tile_batch_done" and payload is not None:  # a BatchResult
-            self.viewer.cell_overlay.add_cells(payload.cells)
-            states = dict.fromkeys(payload.tile_indices, "done")
-            states.update(dict.fromkeys(payload.failed, "failed"))
-            self.viewer.tile_overlay.set_tile_states(states)
-
-    def _job_type(self, event: Event) -> str | None:
-        workflow = self._run_workflows.get(event.run_id)
-        return workflow.job(event.job_id).type if workflow and event.job_id else None
-
-    def _on_open_slide_job(self, event: Event) -> bool:
-        """Whether the event is about a job on the slide shown in the viewer."""
-        workflow = self._run_workflows.get(event.run_id)
-        if workflow is None or event.job_id is None or self.viewer.slide_path is None:
-            return False
-        image = workflow.image_path(workflow.job(event.job_id))
-        return image is not None and image.resolve() == Path(self.viewer.slide_path).resolve()
 
     @Slot()
     def _refresh_profile_slots(self) -> None:
@@ -397,27 +363,7 @@ class MainWindow(QMainWindow):
 
     def _reload_library(self) -> None:
         self.library.set_slides(self.store.slides(self.profiles.current), current=self.viewer.slide_path)
-        self._reload_results()
-
-    def _reload_results(self) -> None:
-        """Finished segmentations of the open slide in this profile's runs, newest first."""
-        slide = self.viewer.slide_path and str(Path(self.viewer.slide_path).resolve())
-        results: list[tuple[str, str]] = []
-        if slide:
-            for record in reversed(self.store.list_runs(self.profiles.current)):
-                for job in self.store.jobs(record.run_id):
-                    cells = job.outputs.get("cells")
-                    if cells and Path(cells).exists() and self._planned_slide(record.run_dir, job.job_id) == slide:
-                        results.append((f"{record.workflow} · {job.job_id} · {record.run_id}", cells))
-        self.library.set_results(results)
-
-    def _planned_slide(self, run_dir: Path, job_id: str) -> str | None:
-        """The resolved slide a finished job's tiles.json was planned on, read once per job: the list is
-        rebuilt after every run, and parsing every tiles.json each time grows with the history."""
-        key = (str(run_dir), job_id)
-        if key not in self._planned_slides:
-            self._planned_slides[key] = _planned_slide(run_dir / job_id / "tiles.json")
-        return self._planned_slides[key]
+        self.live.reload_results()
 
     @Slot(str)
     def _on_slide_opened(self, path: str) -> None:
@@ -454,7 +400,9 @@ class MainWindow(QMainWindow):
 
     def _recent(self) -> list[str]:
         value = self.settings.value(self._recent_key(), [])
-        return [value] if isinstance(value, str) else list(value or [])
+        if isinstance(value, str):
+            return [value]
+        return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
 
     def _remember_recent(self, path: str) -> None:
         path = str(Path(path).resolve())
@@ -500,13 +448,3 @@ class MainWindow(QMainWindow):
         if paths:
             event.acceptProposedAction()
             self.open_paths(paths)
-
-
-def _planned_slide(tiles: Path) -> str | None:
-    import json
-
-    try:
-        recorded = json.loads(tiles.read_text(encoding="utf-8"))["slide"]["path"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return str(Path(recorded).resolve())

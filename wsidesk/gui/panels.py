@@ -82,8 +82,11 @@ class LayersPanel(QWidget):
         self.visible: dict[str, QCheckBox] = {}
         self.opacity: dict[str, QSlider] = {}
         for name, label, opacity in (("tissue", "Tissue mask", 35), ("tiles", "Tile grid", 80), ("cells", "Cells", 90)):
-            box = QCheckBox(label, checked=True)
-            slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=opacity)
+            box = QCheckBox(label)
+            box.setChecked(True)
+            slider = QSlider(Qt.Orientation.Horizontal)
+            slider.setRange(0, 100)
+            slider.setValue(opacity)
             box.toggled.connect(lambda on, n=name: self._view.overlays[n].setVisible(on))
             slider.valueChanged.connect(lambda v, n=name: self._view.overlays[n].setOpacity(v / 100))
             view.overlays[name].setOpacity(opacity / 100)

@@ -20,17 +20,18 @@ from PySide6.QtWidgets import (
 )
 
 from wsidesk.core.events import Event
-from wsidesk.gui.dashboard.progress import JobProgress, ProgressBook, RunProgress, format_eta
+from wsidesk.core.progress import JobProgress, ProgressBook, RunProgress, format_eta
+from wsidesk.core.states import JobState, RunStatus
 
-STATE_COLOURS = {
-    "pending": "#9e9e9e",
-    "running": "#e0a800",
-    "succeeded": "#2e7d32",
-    "failed": "#c62828",
-    "skipped": "#b0b0b0",
-    "cancelled": "#757575",
-    "waiting": "#4fa3e0",
-    "interrupted": "#757575",
+STATE_COLOURS: dict[str, str] = {
+    JobState.PENDING: "#9e9e9e",
+    JobState.RUNNING: "#e0a800",
+    JobState.SUCCEEDED: "#2e7d32",
+    JobState.FAILED: "#c62828",
+    JobState.SKIPPED: "#b0b0b0",
+    JobState.CANCELLED: "#757575",
+    RunStatus.WAITING: "#4fa3e0",
+    RunStatus.INTERRUPTED: "#757575",
 }
 COLUMNS = ("Run / job", "State", "Progress", "Tiles", "Cells", "Rate", "ETA")
 
@@ -132,14 +133,15 @@ class RunDashboard(QWidget):
         _set_state(item, job.state, job.state)
         bar = self._bars[key]
         bar.setMaximum(max(job.tiles_total, 1))
-        bar.setValue(bar.maximum() if job.state == "succeeded" else job.tiles_done)
+        bar.setValue(bar.maximum() if job.state is JobState.SUCCEEDED else job.tiles_done)
         if job.tiles_done or job.tile_times:  # a segmentation streaming batches
             item.setText(3, f"{job.tiles_done}/{job.tiles_total}")
         else:  # planned only (a tissue job) or not started
             item.setText(3, f"{job.tiles_total} planned" if job.tiles_total else "")
         item.setText(4, f"{job.cells:,}" if job.cells else "")
-        item.setText(5, f"{job.rate:.1f} tiles/s" if job.state == "running" and job.rate else "")
-        item.setText(6, format_eta(job.eta) if job.state == "running" else "")
+        running = job.state is JobState.RUNNING
+        item.setText(5, f"{job.rate:.1f} tiles/s" if running and job.rate else "")
+        item.setText(6, format_eta(job.eta) if running else "")
 
     def _show_log(self, job: JobProgress) -> None:
         self.log.setPlainText("\n".join(job.log))
@@ -147,7 +149,10 @@ class RunDashboard(QWidget):
     # -- selection and controls -------------------------------------------------------------------
     def _selected(self) -> tuple[str, str | None] | None:
         item = self.tree.currentItem()
-        return item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+        if item is None:
+            return None
+        selected: tuple[str, str | None] = item.data(0, Qt.ItemDataRole.UserRole)
+        return selected
 
     def select(self, run_id: str, job_id: str | None = None) -> None:
         item = self._run_items[run_id] if job_id is None else self._job_items[(run_id, job_id)]
@@ -165,13 +170,18 @@ class RunDashboard(QWidget):
     def _update_buttons(self) -> None:
         selected = self._selected()
         run = self.book.runs.get(selected[0]) if selected else None
-        job = run.jobs.get(selected[1]) if run and selected[1] else None
-        self.cancel_run_button.setEnabled(bool(run and run.status in ("running", "waiting")))
+        job = run.jobs.get(selected[1]) if run and selected and selected[1] else None
+        self.cancel_run_button.setEnabled(bool(run and run.status.is_active))
         self.retry_button.setEnabled(
-            bool(run and job and run.status in ("failed", "cancelled") and job.state != "succeeded")
+            bool(
+                run
+                and job
+                and run.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+                and job.state is not JobState.SUCCEEDED
+            )
         )
         self.cancel_profile_button.setEnabled(
-            any(r.profile == self._profile and r.status in ("running", "waiting") for r in self.book.runs.values())
+            any(r.profile == self._profile and r.status.is_active for r in self.book.runs.values())
         )
 
     @Slot()
@@ -187,5 +197,5 @@ class RunDashboard(QWidget):
 
 
 def _set_state(item: QTreeWidgetItem, text: str, state: str) -> None:
-    item.setText(1, text)
+    item.setText(1, str(text))
     item.setForeground(1, QBrush(QColor(STATE_COLOURS.get(state, "#000000"))))

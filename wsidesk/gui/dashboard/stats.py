@@ -18,7 +18,7 @@ HISTORY_S = 300
 RATE_WINDOW_S = 5  # tiles/s is averaged over this many samples: batches arrive in bursts
 
 
-class StatsPanel(pg.GraphicsLayoutWidget):
+class StatsPanel(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph ships no type hints
     """Samples `snapshot()` (the runner's) and a tile counter once a second and plots the last 5 min."""
 
     def __init__(
