@@ -42,7 +42,7 @@ def test_selftest_passes_every_check_in_process(qapp, tmp_path, capsys):
 
 def test_selftest_reports_a_missing_bundled_model_and_exits_1(tmp_path, capsys, monkeypatch):
     # What a bundle built without resources/ looks like to the app.
-    monkeypatch.setattr("wsidesk.core.segment.models.bundled_models_dir", lambda: tmp_path / "nothing")
+    monkeypatch.setattr("wsidesk.core.segment.models.registry.bundled_models_dir", lambda: tmp_path / "nothing")
     assert main(["selftest", "--skip", "qt", "--data-dir", str(tmp_path / "data")]) == 1
     out = capsys.readouterr().out
     checks = lines_by_check(out)

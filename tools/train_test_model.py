@@ -86,6 +86,16 @@ def slide_percentiles(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.percentile(sub, 0.1, axis=0), np.percentile(sub, 99.9, axis=0)
 
 
+def percentile_normalize(rgb: np.ndarray, *, low: float = 0.1, high: float = 99.9, eps: float = 1e-3) -> np.ndarray:
+    """(H, W, C) -> float32, each channel scaled by its own low/high percentiles.
+
+    InstanSeg's per-tile scaling (`instanseg.utils.utils.percentile_normalize`), in 0-255 units for `eps`.
+    """
+    img = np.asarray(rgb, dtype=np.float32)
+    lo, hi = np.percentile(img.reshape(-1, img.shape[-1]), [low, high], axis=0)
+    return ((img - lo) / np.maximum(hi - lo, eps)).astype(np.float32)
+
+
 def sample_batch(rng: np.random.Generator, slides: list, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """A batch of (B,3,CROP,CROP) float32 normalised crops and (B,1,CROP,CROP) int64 labels.
 
@@ -93,8 +103,6 @@ def sample_batch(rng: np.random.Generator, slides: list, batch: int) -> tuple[np
     and tissue edges are in the mix. One crop in five is normalised with slide-wide percentiles
     rather than its own, so both inference styles are covered.
     """
-    from wsidesk.core.segment.models import percentile_normalize
-
     xs = np.empty((batch, 3, CROP, CROP), dtype=np.float32)
     ys = np.empty((batch, 1, CROP, CROP), dtype=np.int64)
     for b in range(batch):
@@ -150,8 +158,6 @@ def evaluate(module, folder: Path, seed: int, tile: int = 256) -> dict[str, obje
     tiles, where the tiny model then finds false nuclei.
     """
     import torch
-
-    from wsidesk.core.segment.models import percentile_normalize
 
     rgb, labels, _centres = make_slide(folder, seed)
     lo, hi = slide_percentiles(rgb)

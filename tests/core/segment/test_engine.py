@@ -198,7 +198,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any
         return FakeModel(holder["module"], path=Path(path))
 
     monkeypatch.setattr(models_module, "ModelStore", Store, raising=False)
-    monkeypatch.setattr(models_module, "load_model", load, raising=False)
+    monkeypatch.setattr(models_module.cache, "load_model", load)  # what cached_model loads with
     monkeypatch.setenv(models_module.MODEL_DIR_ENV, str(tmp_path / "models"))
     return holder
 
@@ -684,10 +684,7 @@ def _max_pair_iou(polys: list) -> float:
 
 @pytest.fixture
 def test_model_path() -> Path:
-    if not TEST_MODEL.exists():
-        pytest.skip(f"bundled test model not there yet: {TEST_MODEL}")
-    if not hasattr(models_module, "load_model"):
-        pytest.skip("wsidesk.core.segment.models.load_model is not there yet")
+    assert TEST_MODEL.is_file(), f"the bundled test model is missing: {TEST_MODEL}"
     return TEST_MODEL
 
 

@@ -21,12 +21,23 @@ from wsidesk.core.segment.models import (
     ModelStore,
     choose_device,
     load_model,
-    percentile_normalize,
 )
+from wsidesk.core.segment.models import cache as model_cache
+from wsidesk.core.segment.models import registry as model_registry
 
 FAKE_BYTES = b"not really torchscript, but bytes with a known checksum\n"
 FAKE_SHA = hashlib.sha256(FAKE_BYTES).hexdigest()
 BF = "brightfield_nuclei"
+
+
+def percentile_normalize(rgb: np.ndarray, *, low: float = 0.1, high: float = 99.9, eps: float = 1e-3) -> np.ndarray:
+    """(H, W, C) -> float32, each channel scaled by its own low/high percentiles.
+
+    InstanSeg's per-tile scaling (`instanseg.utils.utils.percentile_normalize`), in 0-255 units for `eps`.
+    """
+    img = np.asarray(rgb, dtype=np.float32)
+    lo, hi = np.percentile(img.reshape(-1, img.shape[-1]), [low, high], axis=0)
+    return ((img - lo) / np.maximum(hi - lo, eps)).astype(np.float32)
 
 
 def _put(root: Path, name: str, data: bytes) -> Path:
@@ -41,7 +52,7 @@ def fake_known(monkeypatch: pytest.MonkeyPatch) -> dict[str, KnownModel]:
     """KNOWN_MODELS with brightfield_nuclei expecting FAKE_BYTES."""
     known = dict(KNOWN_MODELS)
     known[BF] = KnownModel(BF, "0.1.1", FAKE_SHA)
-    monkeypatch.setattr(models, "KNOWN_MODELS", known)
+    monkeypatch.setattr(model_registry, "KNOWN_MODELS", known)
     return known
 
 
@@ -242,8 +253,8 @@ def test_model_cache_loads_once_per_file_and_device_across_threads(
         time.sleep(0.05)  # let the other threads pile up behind this load
         return models.LoadedModel(name="m", path=Path(path), module=object(), device=device, pixel_size=0.5)
 
-    monkeypatch.setattr(models, "load_model", slow_load)
-    monkeypatch.setattr(models, "choose_device", lambda device="auto": "cpu")
+    monkeypatch.setattr(model_cache, "load_model", slow_load)
+    monkeypatch.setattr(model_cache, "choose_device", lambda device="auto": "cpu")
     model_file = tmp_path / "instanseg.pt"
     model_file.write_bytes(b"v1")
     cache = models.ModelCache(max_models=2)
