@@ -104,3 +104,68 @@ def test_store_checkpoints_are_scoped_to_run_and_job(store):
     a.save([(3, "done", "12 cells")])
     assert a.load() == {3: ("done", "12 cells")}
     assert b.load() == {}
+
+
+def _finish_segment_job(store: Store, run_id: str, profile: str, slide, cells: str) -> None:
+    store.create_run(run_id=run_id, profile=profile, workflow=f"wf {run_id}", jobs=[("t", "b"), ("seg", "b")])
+    store.set_job_state(run_id, "t", "succeeded", outputs={"tiles": "/x/tiles.json"}, slide=slide)
+    store.set_job_state(run_id, "seg", "succeeded", outputs={"cells": cells, "tiles": "/x/tiles.json"}, slide=slide)
+
+
+def test_segmentations_of_a_slide_come_from_the_index_newest_run_first(store, tmp_path):
+    slide, other = tmp_path / "a.svs", tmp_path / "b.svs"
+    _finish_segment_job(store, "r1", "alice", slide, "/r1/cells.geojson")
+    _finish_segment_job(store, "r2", "alice", other, "/r2/cells.geojson")
+    _finish_segment_job(store, "r3", "alice", slide, "/r3/cells.geojson")
+    _finish_segment_job(store, "r4", "bob", slide, "/r4/cells.geojson")
+    store.set_job_state("r1", "t", "failed", error="x")  # a job without cells is never listed
+
+    found = store.segmentations("alice", tmp_path / "." / "a.svs")
+    assert [(s.run_id, s.job_id, s.workflow, str(s.cells)) for s in found] == [
+        ("r3", "seg", "wf r3", "/r3/cells.geojson"),
+        ("r1", "seg", "wf r1", "/r1/cells.geojson"),
+    ]
+    assert [s.run_id for s in store.segmentations("bob", slide)] == ["r4"]
+    assert store.segmentations("alice", tmp_path / "c.svs") == []
+
+
+def test_segmentation_index_is_backfilled_from_run_folders_on_first_open(tmp_path):
+    import numpy as np
+
+    from wsidesk.core.slide.reader import ArrayReader
+    from wsidesk.core.tiling.grid import plan_tiles
+
+    root = tmp_path / "data"
+    slide = tmp_path / "slide.svs"
+    store = Store(root)
+    _finish_segment_job(store, "old", "alice", None, "/old/cells.geojson")
+    _finish_segment_job(store, "broken", "alice", None, "/broken/cells.geojson")  # no tiles.json
+    run_dir = store.get_run("alice", "old").run_dir
+    store.close()
+    reader = ArrayReader(np.full((600, 800, 3), 200, dtype=np.uint8), path=str(slide))
+    (run_dir / "seg").mkdir(parents=True)
+    plan_tiles(reader, tile_size=256, padding=0).write_json(run_dir / "seg" / "tiles.json")
+    db = sqlite3.connect(root / "wsidesk.sqlite3")
+    db.execute("DROP TABLE segmentations")  # a data folder from before the index existed
+    db.commit()
+    db.close()
+
+    reopened = Store(root)
+    try:
+        assert [(s.run_id, str(s.cells)) for s in reopened.segmentations("alice", slide)] == [
+            ("old", "/old/cells.geojson")
+        ]
+    finally:
+        reopened.close()
+
+
+def test_states_are_stored_as_their_plain_words(store):
+    from wsidesk.core.states import JobState, RunStatus
+
+    _make_run(store, "r1", "alice")
+    store.set_job_state("r1", "j1", JobState.SUCCEEDED, outputs={})
+    store.set_run_status("r1", RunStatus.SUCCEEDED)
+    db = sqlite3.connect(store.layout.database)
+    assert db.execute("SELECT state, typeof(state) FROM jobs WHERE job_id = 'j1'").fetchone() == ("succeeded", "text")
+    assert db.execute("SELECT status FROM runs").fetchone() == ("succeeded",)
+    db.close()
