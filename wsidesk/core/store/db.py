@@ -93,7 +93,7 @@ class RunRecord:
     source: str | None
     source_sha256: str | None
     run_dir: Path
-    status: str
+    status: RunStatus
     owner_pid: int | None
     created: float
     finished: float | None
@@ -104,7 +104,7 @@ class JobRecord:
     run_id: str
     job_id: str
     branch: str
-    state: str
+    state: JobState
     started: float | None
     finished: float | None
     error: str | None
@@ -369,7 +369,7 @@ def _run_record(row: sqlite3.Row) -> RunRecord:
         source=row["source"],
         source_sha256=row["source_sha256"],
         run_dir=Path(row["run_dir"]),
-        status=row["status"],
+        status=RunStatus(row["status"]),
         owner_pid=row["owner_pid"],
         created=row["created"],
         finished=row["finished"],
@@ -381,7 +381,7 @@ def _job_record(row: sqlite3.Row) -> JobRecord:
         run_id=row["run_id"],
         job_id=row["job_id"],
         branch=row["branch"],
-        state=row["state"],
+        state=JobState(row["state"]),
         started=row["started"],
         finished=row["finished"],
         error=row["error"],
