@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wsidesk.core.names import is_safe_name
 from wsidesk.core.workflow import (
     JOB_TYPES,
     Branch,
@@ -18,8 +19,10 @@ from wsidesk.core.workflow import (
 )
 
 SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
-names = st.text(min_size=1, max_size=20).filter(lambda s: s.strip())
-job_ids = st.text(SAFE, min_size=1, max_size=12).filter(lambda s: s not in {".", ".."})
+# Printable text: names with control characters are refused (they would reach terminals raw).
+printable = st.characters(exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs")) | st.just(" ")
+names = st.text(printable, min_size=1, max_size=20).filter(lambda s: s.strip() and s.isprintable())
+job_ids = st.text(SAFE, min_size=1, max_size=12).filter(is_safe_name)
 mpp = st.floats(min_value=0.01, max_value=100) | st.integers(1, 10)
 PARAM_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "tile_size": st.integers(1, 4096),

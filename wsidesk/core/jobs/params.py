@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from wsidesk.core.errors import JobError
+from wsidesk.core.values import shown
 
 if TYPE_CHECKING:
     from wsidesk.core.jobs.context import JobFunction
@@ -86,7 +87,7 @@ class ParamSpec:
     def problem(self, value: Any) -> str | None:
         """Why `value` is not valid for this param, or None."""
         if not self.accepts_type(value):
-            return f"must be {_TYPE_NAMES[self.type]}, not {type(value).__name__} {_short(value)}"
+            return f"must be {_TYPE_NAMES[self.type]}, not {type(value).__name__} {shown(value)}"
         ok = True
         if self.choices:
             ok = value in self.choices
@@ -96,16 +97,11 @@ class ParamSpec:
                 ok = ok and (value > self.minimum if self.exclusive_minimum else value >= self.minimum)
             if self.maximum is not None:
                 ok = ok and value <= self.maximum
-        return None if ok else f"must be {self.rule()}, got {_short(value)}"
+        return None if ok else f"must be {self.rule()}, got {shown(value)}"
 
 
 def _num(value: float) -> str:
     return f"{value:g}"
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def param(

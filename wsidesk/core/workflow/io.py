@@ -14,20 +14,68 @@ from yaml.constructor import ConstructorError
 from yaml.error import MarkedYAMLError
 
 from wsidesk.core.errors import WorkflowError
+from wsidesk.core.values import shown
 from wsidesk.core.workflow.model import Branch, Job, Workflow, _error, validate_workflow
 
 logger = logging.getLogger(__name__)
 
 TOP_KEYS = ("name", "profile", "defaults", "layout", "dag")
 JOB_KEYS = ("job_id", "type", "image", "depends_on", "params")
+# Limits that keep a hostile or mistaken file from eating the machine; real workflows are far below.
+MAX_WORKFLOW_BYTES = 4 * 1024 * 1024
+MAX_JOBS = 10_000
+MAX_ALIAS_VALUES = 100_000  # values that all aliases of a file may stand for, together
 
 
 class _DuplicateKeyError(MarkedYAMLError):
     pass
 
 
+class _AliasBombError(MarkedYAMLError):
+    pass
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values `node` stands for once every alias inside it is expanded (memoised per node)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys, which plain YAML silently overwrites."""
+    """SafeLoader that refuses duplicate mapping keys (plain YAML keeps the last) and alias bombs.
+
+    PyYAML shares an anchored value between its aliases, but everything that walks the result (checks,
+    messages, dumping) sees it expanded: nine nested levels of ten aliases are a billion values from
+    a 600-byte file. So the values all aliases stand for are counted as they are read, and bounded.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._alias_values = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None:
+                self._alias_values += _expanded_size(anchored, self._sizes)
+                if self._alias_values > MAX_ALIAS_VALUES:
+                    raise _AliasBombError(
+                        None,
+                        None,
+                        f"aliases expand to more than {MAX_ALIAS_VALUES:,} values (alias *{shown(event.anchor)[1:-1]})",
+                        event.start_mark,
+                    )
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # noqa: FBT001, FBT002
         seen: set[Any] = set()
@@ -43,7 +91,7 @@ class _StrictLoader(yaml.SafeLoader):
                 raise _DuplicateKeyError(
                     "while reading a mapping",
                     node.start_mark,
-                    f"found duplicate key {key!r}",
+                    f"found duplicate key {shown(key)}",
                     key_node.start_mark,
                 )
             seen.add(key)
@@ -76,6 +124,8 @@ def _yaml_error(exc: yaml.YAMLError, file: str | None) -> WorkflowError:
     problem = getattr(exc, "problem", None) or str(exc)
     if isinstance(exc, _DuplicateKeyError):
         msg = f"{problem}{at}; YAML would keep only the last one, so rename or merge them"
+    elif isinstance(exc, _AliasBombError):
+        msg = f"{problem}{at}; write the values out, or use fewer and smaller aliases"
     elif isinstance(exc, ConstructorError) and "could not determine a constructor" in problem:
         msg = f"unsupported YAML tag{at}; tags such as !!python/... are not allowed, write plain values instead"
     else:
@@ -89,7 +139,7 @@ def _expect(
     kinds = kind if isinstance(kind, tuple) else (kind,)
     # bool subclasses int, but `job_id: yes` is not an id.
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        msg = f"{what} has the wrong type ({type(value).__name__} {value!r}){hint}"
+        msg = f"{what} has the wrong type ({type(value).__name__} {shown(value)}){hint}"
         raise _error(msg, file=file, job_id=job_id)
 
 
@@ -98,7 +148,7 @@ def _check_keys(
 ) -> None:
     unknown = [k for k in data if k not in allowed]
     if unknown:
-        msg = f"{what} has unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}"
+        msg = f"{what} has unknown key {shown(unknown[0])}; allowed keys: {', '.join(allowed)}"
         raise _error(msg, file=file, job_id=job_id)
 
 
@@ -107,12 +157,14 @@ def _str_mapping(value: Any, what: str, hint: str, *, file: str | None, job_id: 
         return {}
     _expect(value, dict, what, file=file, job_id=job_id, hint=f"; it must be a mapping {hint}")
     for key in value:
-        _expect(key, str, f"key {key!r} in {what}", file=file, job_id=job_id, hint="; quote it to make it a string")
+        _expect(
+            key, str, f"key {shown(key)} in {what}", file=file, job_id=job_id, hint="; quote it to make it a string"
+        )
     return dict(value)
 
 
 def _parse_job(data: Any, *, branch: str, index: int, file: str | None) -> Job:
-    where = f"job #{index + 1} of branch {branch!r}"
+    where = f"job #{index + 1} of branch {shown(branch)}"
     _expect(
         data,
         dict,
@@ -124,7 +176,7 @@ def _parse_job(data: Any, *, branch: str, index: int, file: str | None) -> Job:
     if job_id is None:
         raise _error(f"{where} has no 'job_id'; give every job a unique id", file=file)
     _expect(job_id, str, f"'job_id' of {where}", file=file, hint="; job ids must be strings, so quote it (job_id: '1')")
-    where = f"job {job_id!r} in branch {branch!r}"
+    where = f"job {shown(job_id)} in branch {shown(branch)}"
     _check_keys(data, JOB_KEYS, where, file=file, job_id=job_id)
     if "type" not in data:
         raise _error(f"{where} has no 'type'; use tissue, segment or export", file=file, job_id=job_id)
@@ -146,7 +198,7 @@ def _parse_job(data: Any, *, branch: str, index: int, file: str | None) -> Job:
         _expect(
             dep,
             str,
-            f"entry {dep!r} in 'depends_on' of {where}",
+            f"entry {shown(dep)} in 'depends_on' of {where}",
             file=file,
             job_id=job_id,
             hint="; job ids must be strings, so quote it",
@@ -166,7 +218,7 @@ def _parse(data: Any, *, file: str | None, base_dir: Path) -> Workflow:
     _check_keys(data, TOP_KEYS, "the workflow", file=file)
     for key in ("name", "dag"):
         if key not in data:
-            raise _error(f"the workflow has no {key!r}; it is required", file=file)
+            raise _error(f"the workflow has no {shown(key)}; it is required", file=file)
     _expect(data["name"], str, "'name'", file=file, hint="; it must be a string")
     profile = data.get("profile")
     if profile is not None:
@@ -180,17 +232,25 @@ def _parse(data: Any, *, file: str | None, base_dir: Path) -> Workflow:
             and all(isinstance(v, int | float) and not isinstance(v, bool) for v in pos)
         )
         if not ok:
-            msg = f"layout of job {job_id!r} must be [x, y] (two numbers), not {pos!r}"
+            msg = f"layout of job {shown(job_id)} must be [x, y] (two numbers), not {shown(pos)}"
             raise _error(msg, file=file, job_id=job_id)
     dag = data["dag"]
     _expect(dag, dict, "'dag'", file=file, hint="; it must map each branch name to a list of jobs")
+    n_jobs = sum(len(jobs) for jobs in dag.values() if isinstance(jobs, list))
+    if n_jobs > MAX_JOBS:
+        msg = f"the workflow has {n_jobs:,} jobs, more than the {MAX_JOBS:,} one workflow may have; split it"
+        raise _error(msg, file=file)
     branches = []
     for name, jobs in dag.items():
-        _expect(name, str, f"branch name {name!r}", file=file, hint="; branch names must be strings, so quote it")
+        _expect(name, str, f"branch name {shown(name)}", file=file, hint="; branch names must be strings, so quote it")
         if jobs is None:
             jobs = []  # reported as an empty branch by validate_workflow
         _expect(
-            jobs, list, f"branch {name!r}", file=file, hint="; it must be a list of jobs (lines starting with '- ')"
+            jobs,
+            list,
+            f"branch {shown(name)}",
+            file=file,
+            hint="; it must be a list of jobs (lines starting with '- ')",
         )
         branches.append(Branch(name, tuple(_parse_job(j, branch=name, index=i, file=file) for i, j in enumerate(jobs))))
     return Workflow(
@@ -207,6 +267,8 @@ def loads_workflow(text: str, *, file: str | Path | None = None, check_images: b
     """Parse and validate workflow YAML; relative images start at `file`'s folder, else cwd."""
     name = None if file is None else str(file)
     base_dir = Path.cwd() if file is None else Path(file).absolute().parent
+    if len(text) > MAX_WORKFLOW_BYTES:
+        raise _error(_too_large(len(text)), file=name)
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -216,9 +278,19 @@ def loads_workflow(text: str, *, file: str | Path | None = None, check_images: b
     return wf
 
 
+def _too_large(size: int) -> str:
+    return (
+        f"workflow file is {size / 2**20:.1f} MB, more than the {MAX_WORKFLOW_BYTES // 2**20} MB a workflow may be; "
+        "is it the right file?"
+    )
+
+
 def load_workflow(path: str | Path, *, check_images: bool = True) -> Workflow:
     """Read, parse and validate a workflow YAML file."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_WORKFLOW_BYTES:  # before reading it
+            raise WorkflowError(f"{path}: {_too_large(size)}", file=str(path))
         text = Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         msg = f"cannot read workflow file {str(path)!r}: it is not UTF-8 text"

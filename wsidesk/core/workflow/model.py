@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -17,7 +18,7 @@ from wsidesk.core.errors import ProfileError, WorkflowError
 from wsidesk.core.jobs.registry import JOB_TYPES, all_params
 from wsidesk.core.names import SAFE_NAME_RULE, is_safe_name
 from wsidesk.core.profiles import check_profile_name
-from wsidesk.core.values import reduce_frozen
+from wsidesk.core.values import reduce_frozen, shown
 from wsidesk.core.workflow.graph import cycle_text, find_cycle, job_graph, topological_order
 
 
@@ -78,14 +79,14 @@ class Workflow:
         for _, job in self.jobs():
             if job.job_id == job_id:
                 return job
-        msg = f"workflow {self.name!r} has no job {job_id!r}"
+        msg = f"workflow {shown(self.name)} has no job {shown(job_id)}"
         raise KeyError(msg)
 
     def branch_of(self, job_id: str) -> str:
         for branch, job in self.jobs():
             if job.job_id == job_id:
                 return branch.name
-        msg = f"workflow {self.name!r} has no job {job_id!r}"
+        msg = f"workflow {shown(self.name)} has no job {shown(job_id)}"
         raise KeyError(msg)
 
     def job_params(self, job: Job) -> dict[str, Any]:
@@ -147,17 +148,26 @@ def _check_params(
     for key, value in params.items():
         spec = specs.get(key)
         if spec is None:
-            msg = f"{where}: unknown param {key!r}; valid params here: {', '.join(sorted(specs))}"
+            msg = f"{where}: unknown param {shown(key)}; valid params here: {', '.join(sorted(specs))}"
             raise _error(msg, file=file, job_id=job_id)
         if problem := spec.problem(value):
-            raise _error(f"{where}: param {key!r} {problem}", file=file, job_id=job_id)
+            raise _error(f"{where}: param {shown(key)} {problem}", file=file, job_id=job_id)
 
 
 def _check_image(wf: Workflow, job: Job, *, where: str, file: str | None) -> None:
     path = wf.image_path(job)
     assert path is not None  # callers only pass jobs with an image
-    if not path.exists():
+    try:
+        path.stat()
+        problem = None
+    except OSError as exc:
+        problem = exc
+    if isinstance(problem, FileNotFoundError):
         why = "does not exist; fix the path (relative paths start at the workflow's folder)"
+    elif problem is not None and problem.errno == errno.ELOOP:
+        why = "is a loop of symbolic links; point it at the slide file itself"
+    elif problem is not None:
+        why = f"cannot be read ({problem.strerror or problem}); check the path and its permissions"
     elif path.is_dir():
         why = "is a directory, not a slide file"
     elif not path.is_file():
@@ -171,13 +181,15 @@ def _check_image(wf: Workflow, job: Job, *, where: str, file: str | None) -> Non
 
 def _suggest(name: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f"; did you mean {shown(close[0])}?" if close else ""
 
 
 def validate_workflow(wf: Workflow, *, file: str | None = None, check_images: bool = True) -> None:
     """Raise WorkflowError for the first problem found; messages name `file` and the job."""
     if not wf.name.strip():
         raise _error("workflow 'name' is empty; give the workflow a name", file=file)
+    if not wf.name.isprintable():
+        raise _error(f"workflow 'name' {shown(wf.name)} has control characters; use plain text", file=file)
     if not wf.branches:
         raise _error("workflow has no branches; add at least one under 'dag'", file=file)
     if wf.profile is not None:
@@ -192,22 +204,26 @@ def validate_workflow(wf: Workflow, *, file: str | None = None, check_images: bo
     for branch in wf.branches:
         if not branch.name.strip():
             raise _error("a branch has an empty name; name every branch under 'dag'", file=file)
+        if not branch.name.isprintable():
+            # They would reach terminals and logs raw (ESC sequences, fake newlines).
+            msg = f"branch name {shown(branch.name)} has control characters; use plain text"
+            raise _error(msg, file=file)
         if branch.name in branch_names:
-            raise _error(f"branch {branch.name!r} appears twice; rename one", file=file)
+            raise _error(f"branch {shown(branch.name)} appears twice; rename one", file=file)
         branch_names.add(branch.name)
         if not branch.jobs:
-            msg = f"branch {branch.name!r} has no jobs; add a job or remove the branch"
+            msg = f"branch {shown(branch.name)} has no jobs; add a job or remove the branch"
             raise _error(msg, file=file)
         for job in branch.jobs:
             _check_job_alone(job, branch=branch.name, seen=seen, file=file)
 
     for branch, job in wf.jobs():
-        where = f"job {job.job_id!r} in branch {branch.name!r}"
+        where = f"job {shown(job.job_id)} in branch {shown(branch.name)}"
         for dep in job.depends_on:
             if dep == job.job_id:
                 raise _error(f"{where} depends on itself", file=file, job_id=job.job_id)
             if dep not in seen.values():
-                msg = f"{where} depends on unknown job {dep!r}{_suggest(dep, seen.values())}"
+                msg = f"{where} depends on unknown job {shown(dep)}{_suggest(dep, seen.values())}"
                 raise _error(msg, file=file, job_id=job.job_id)
         if len(set(job.depends_on)) != len(job.depends_on):
             msg = f"{where} lists a job twice in 'depends_on'; list each once"
@@ -219,35 +235,35 @@ def validate_workflow(wf: Workflow, *, file: str | None = None, check_images: bo
 
     for job_id, (x, y) in wf.layout.items():
         if job_id not in seen.values():
-            msg = f"layout names unknown job {job_id!r}{_suggest(job_id, seen.values())}"
+            msg = f"layout names unknown job {shown(job_id)}{_suggest(job_id, seen.values())}"
             raise _error(msg, file=file, job_id=job_id)
         if not (math.isfinite(x) and math.isfinite(y)):
-            msg = f"layout of job {job_id!r} must be two finite numbers [x, y]"
+            msg = f"layout of job {shown(job_id)} must be two finite numbers [x, y]"
             raise _error(msg, file=file, job_id=job_id)
 
     if check_images:
         for branch, job in wf.jobs():
             if job.image is not None:
-                where = f"job {job.job_id!r} in branch {branch.name!r}"
+                where = f"job {shown(job.job_id)} in branch {shown(branch.name)}"
                 _check_image(wf, job, where=where, file=file)
 
 
 def _check_job_alone(job: Job, *, branch: str, seen: dict[str, str], file: str | None) -> None:
     """Checks that need only the job itself (and the ids seen so far)."""
-    where = f"job {job.job_id!r} in branch {branch!r}"
+    where = f"job {shown(job.job_id)} in branch {shown(branch)}"
     if not is_safe_name(job.job_id):
         msg = f"{where}: invalid job_id; use {SAFE_NAME_RULE} (it names the job's output folder)"
         raise _error(msg, file=file, job_id=job.job_id)
     folded = job.job_id.casefold()
     if folded in seen:
         # Output folders collide on case-insensitive file systems (macOS, Windows) too.
-        same = "appears twice" if seen[folded] == job.job_id else f"clashes with {seen[folded]!r}"
+        same = "appears twice" if seen[folded] == job.job_id else f"clashes with {shown(seen[folded])}"
         msg = f"{where}: job_id {same}; job ids must be unique (ignoring case)"
         raise _error(msg, file=file, job_id=job.job_id)
     seen[folded] = job.job_id
     kind = JOB_TYPES.get(job.type)
     if kind is None:
-        msg = f"{where}: unknown type {job.type!r}; valid types: {', '.join(JOB_TYPES)}"
+        msg = f"{where}: unknown type {shown(job.type)}; valid types: {', '.join(JOB_TYPES)}"
         raise _error(msg, file=file, job_id=job.job_id)
     if not kind.takes_image:
         if job.image is not None:
