@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,9 +15,11 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 from wsidesk.core.errors import WsideskError  # noqa: E402
 from wsidesk.core.profiles import DEFAULT_PROFILE, check_profile_name  # noqa: E402
+from wsidesk.core.scheduler.executor_config import ExecutorConfig, make_executor  # noqa: E402
 from wsidesk.core.store import Store  # noqa: E402
 
 if TYPE_CHECKING:  # Qt types stay out of this module's import time
+    from wsidesk.core.scheduler.executors import Executor
     from wsidesk.gui.main_window import MainWindow
 
 logger = logging.getLogger(__name__)
@@ -36,17 +38,24 @@ def demo_files(data_dir: Path, *, model: str) -> tuple[Path, Path]:
     if not slide.exists():
         write_demo_slide(slide, width=8192, height=6144, mpp=0.5, seed=7)
     if not workflow.exists():
-        workflow.write_text(
-            "# A tissue branch and a cell segmentation branch on the demo slide, then a CSV export.\n"
-            "name: Demo — tissue and cells\n"
-            "dag:\n"
-            "  tissue:\n"
-            f"    - {{job_id: tissue, type: tissue, image: {DEMO_SLIDE}}}\n"
-            "  cells:\n"
-            f"    - {{job_id: cells, type: segment, image: {DEMO_SLIDE}, params: {{model: {model}}}}}\n"
-            "    - {job_id: table, type: export, depends_on: [cells], params: {format: csv}}\n",
-            encoding="utf-8",
+        from wsidesk.core.workflow.io import dump_workflow
+        from wsidesk.core.workflow.model import Branch, Job, Workflow
+
+        demo = Workflow(
+            name="Demo — tissue and cells",
+            branches=(
+                Branch("tissue", (Job("tissue", "tissue", image=DEMO_SLIDE),)),
+                Branch(
+                    "cells",
+                    (
+                        Job("cells", "segment", image=DEMO_SLIDE, params={"model": model}),
+                        Job("table", "export", depends_on=("cells",), params={"format": "csv"}),
+                    ),
+                ),
+            ),
         )
+        header = "# A tissue branch and a cell segmentation branch on the demo slide, then a CSV export.\n"
+        workflow.write_text(header + dump_workflow(demo), encoding="utf-8")
     return slide, workflow
 
 
@@ -93,15 +102,6 @@ def warm_up(models_dir: Path, model: str) -> threading.Thread:
     return thread
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutorChoice:
-    """`wsidesk gui --executor ... --scheduler-address ...`: this session only, not saved."""
-
-    kind: str
-    scheduler_address: str | None = None
-    cluster_config: Path | None = None  # else <data-dir>/cluster.yaml when it exists
-
-
 DEFAULT_GUI_WORKERS = 2
 
 
@@ -111,11 +111,12 @@ def build_main_window(
     profile: str | None = None,
     workers: int | None = None,
     max_active_profiles: int = 3,
-    executor: ExecutorChoice | None = None,
+    executor: ExecutorConfig | None = None,
 ) -> MainWindow:
     """The main window and what it runs on; the caller owns the QApplication.
 
-    Where jobs run comes from `executor`, else the saved settings; `workers`, when given, wins.
+    Where jobs run comes from `executor` (`wsidesk gui --executor ...`: this session only, not saved), else
+    the saved settings; `workers`, when given, wins.
     """
     from PySide6.QtCore import QSettings
 
@@ -129,10 +130,12 @@ def build_main_window(
     profile = check_profile_name(profile or str(settings.value("last_profile", DEFAULT_PROFILE)))
     chosen = ExecutorSettings.load(settings, workers=workers or DEFAULT_GUI_WORKERS)
     if executor is not None:
-        chosen = replace(chosen, kind=executor.kind, scheduler_address=executor.scheduler_address or "")
+        chosen = replace(
+            chosen, kind=executor.kind, scheduler_address=executor.scheduler_address, cluster_file=executor.cluster_file
+        )
     if workers is not None:
         chosen = replace(chosen, workers=workers)
-    jobs_executor, warning = _executor_for(chosen, data_dir, executor.cluster_config if executor else None)
+    jobs_executor, warning = _executor_for(chosen, data_dir)
     bridge = EventBridge()
     runner = Runner(store, jobs_executor, max_active_profiles=max_active_profiles, sink=bridge)
     services = Services(
@@ -141,7 +144,7 @@ def build_main_window(
     return MainWindow(services, profile=profile)
 
 
-def _executor_for(chosen, data_dir: Path, cluster_config: Path | None):  # noqa: ANN001, ANN202
+def _executor_for(chosen: ExecutorConfig, data_dir: Path) -> tuple[Executor, str | None]:
     """The executor `chosen` asks for, and a warning when it had to fall back to this computer.
 
     The GUI's local executor is its QThreadPool (results arrive on the GUI thread); a Dask cluster
@@ -149,18 +152,15 @@ def _executor_for(chosen, data_dir: Path, cluster_config: Path | None):  # noqa:
     """
     from wsidesk.gui.bridges import QtExecutor
 
+    workers = chosen.workers or DEFAULT_GUI_WORKERS
     if chosen.kind == "local":
-        return QtExecutor(chosen.workers), None
+        return QtExecutor(workers), None
     try:
-        from wsidesk.core.scheduler.cluster import find_cluster_config
-        from wsidesk.core.scheduler.executors import make_executor
-
-        cluster = find_cluster_config(cluster_config, data_dir)
+        cluster = chosen.cluster_settings(data_dir)
         address = chosen.scheduler_address or cluster.scheduler_address
         # Without a scheduler, `workers` sizes the local cluster; with one, the cluster decides.
-        executor = make_executor(
-            "dask", workers=None if address else chosen.workers, cluster=cluster, scheduler_address=address
-        )
+        config = ExecutorConfig("dask", address, workers=None if address else workers)
+        executor = make_executor(config, cluster=cluster)
     except ImportError:
         why = "Dask is not installed (pip install 'wsidesk[cluster]')"
     except WsideskError as exc:
@@ -169,7 +169,7 @@ def _executor_for(chosen, data_dir: Path, cluster_config: Path | None):  # noqa:
         return executor, None
     warning = f"{why}; jobs run on this computer instead"
     logger.warning("%s", warning)
-    return QtExecutor(chosen.workers), warning
+    return QtExecutor(workers), warning
 
 
 def shutdown(window) -> None:  # noqa: ANN001
@@ -187,7 +187,7 @@ def run_gui(
     profile: str | None,
     workers: int | None,
     max_active_profiles: int,
-    executor: ExecutorChoice | None = None,
+    executor: ExecutorConfig | None = None,
 ) -> int:
     from PySide6.QtWidgets import QApplication
 

@@ -219,11 +219,12 @@ def _profile(args: argparse.Namespace, owner: str | None = None) -> str:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from wsidesk.app import ExecutorChoice, run_gui
+    from wsidesk.app import run_gui
+    from wsidesk.core.scheduler.executor_config import ExecutorConfig
 
     data_dir = _data_dir(args)
     kind = args.executor or ("dask" if args.scheduler_address or args.cluster_config else None)
-    choice = ExecutorChoice(kind, args.scheduler_address, args.cluster_config) if kind else None
+    choice = ExecutorConfig(kind, args.scheduler_address, cluster_file=args.cluster_config) if kind else None
     return run_gui(
         args.paths,
         data_dir=data_dir,
@@ -300,8 +301,7 @@ def _execute(
 ) -> tuple[int, list[dict[str, Any]]]:
     """Run workflows on the headless scheduler until done or Ctrl-C; returns exit code and summaries."""
     from wsidesk.cli_progress import ConsoleReporter
-    from wsidesk.core.scheduler.cluster import find_cluster_config
-    from wsidesk.core.scheduler.executors import make_executor
+    from wsidesk.core.scheduler.executor_config import ExecutorConfig, make_executor
     from wsidesk.core.scheduler.runner import Runner
     from wsidesk.core.store import Store
 
@@ -315,11 +315,10 @@ def _execute(
         raise ValueError(msg)
     if dask and not args.verbose:  # the job lines are the output; Dask's own INFO lines would drown them
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read when Dask loads, here and in workers
+    config = ExecutorConfig(args.executor, args.scheduler_address, workers, cluster_file=args.cluster_config)
     # Before the store is opened: a scheduler that cannot be reached means nothing ran (exit 2).
-    cluster = find_cluster_config(args.cluster_config, _data_dir(args)) if dask else None
-    executor = make_executor(
-        args.executor, workers=workers, cluster=cluster, scheduler_address=args.scheduler_address, event_payloads=False
-    )  # the console shows counts, never cell polygons
+    cluster = config.cluster_settings(_data_dir(args)) if dask else None
+    executor = make_executor(config, cluster=cluster, event_payloads=False)  # the console shows counts, not cells
     try:
         store = Store(_data_dir(args))
     except BaseException:

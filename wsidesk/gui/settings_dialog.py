@@ -21,24 +21,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from wsidesk.core.scheduler.executor_config import ExecutorConfig
 from wsidesk.core.scheduler.executors import EXECUTOR_KINDS
 
 KIND_LABELS = {"local": "This computer (threads)", "dask": "A Dask cluster"}
 
 
 @dataclass(frozen=True, slots=True)
-class ExecutorSettings:
-    kind: str = "local"
-    scheduler_address: str = ""  # empty with "dask": a LocalCluster on 127.0.0.1
-    workers: int = 2
-
-    def __post_init__(self) -> None:
-        if self.kind not in EXECUTOR_KINDS:
-            msg = f"unknown executor {self.kind!r}; use one of {', '.join(EXECUTOR_KINDS)}"
-            raise ValueError(msg)
-        if self.workers < 1:
-            msg = f"workers must be at least 1, got {self.workers}"
-            raise ValueError(msg)
+class ExecutorSettings(ExecutorConfig):
+    """The `ExecutorConfig` the app keeps in its settings file (keys `executor/*`); no fields of its own."""
 
     @classmethod
     def load(cls, settings: QSettings, *, workers: int) -> ExecutorSettings:
@@ -47,37 +38,32 @@ class ExecutorSettings:
             return cls(
                 kind=str(settings.value("executor/kind", "local")),
                 scheduler_address=str(settings.value("executor/scheduler_address", "") or ""),
-                workers=int(settings.value("executor/workers", workers)),  # type: ignore[arg-type]
+                workers=int(settings.value("executor/workers", workers)),  # type: ignore[call-overload]
             )
         except (TypeError, ValueError):
             return cls(workers=workers)
 
     def save(self, settings: QSettings) -> None:
         settings.setValue("executor/kind", self.kind)
-        settings.setValue("executor/scheduler_address", self.scheduler_address)
+        settings.setValue("executor/scheduler_address", self.scheduler_address or "")
         settings.setValue("executor/workers", self.workers)
-
-    def describe(self) -> str:
-        if self.kind == "local":
-            return f"jobs: this computer, {self.workers} at a time"
-        return f"jobs: Dask {self.scheduler_address or 'local cluster on 127.0.0.1'}"
 
 
 class SettingsDialog(QDialog):
-    """Edits ExecutorSettings; `settings()` is the result after `accept`."""
+    """Edits where jobs run; `settings()` is the result after `accept`."""
 
-    def __init__(self, current: ExecutorSettings, parent: QWidget | None = None) -> None:
+    def __init__(self, current: ExecutorConfig, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.kind = QComboBox()
         for kind in EXECUTOR_KINDS:
             self.kind.addItem(KIND_LABELS.get(kind, kind), kind)
         self.kind.setCurrentIndex(max(0, self.kind.findData(current.kind)))
-        self.address = QLineEdit(current.scheduler_address)
+        self.address = QLineEdit(current.scheduler_address or "")
         self.address.setPlaceholderText("tcp://host:8786 — empty: a local cluster on 127.0.0.1")
         self.workers = QSpinBox()
         self.workers.setRange(1, 256)
-        self.workers.setValue(current.workers)
+        self.workers.setValue(current.workers or 2)
         form = QFormLayout()
         form.addRow("Run jobs on", self.kind)
         form.addRow("Dask scheduler", self.address)

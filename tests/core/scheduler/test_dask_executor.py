@@ -24,7 +24,8 @@ from wsidesk.core.scheduler.cluster import (  # noqa: E402
     load_cluster_config,
 )
 from wsidesk.core.scheduler.dask_executor import DaskConnectError, DaskExecutor, start_local_cluster  # noqa: E402
-from wsidesk.core.scheduler.executors import ThreadExecutor, make_executor  # noqa: E402
+from wsidesk.core.scheduler.executor_config import ExecutorConfig, make_executor  # noqa: E402
+from wsidesk.core.scheduler.executors import ThreadExecutor  # noqa: E402
 from wsidesk.core.scheduler.runner import Runner  # noqa: E402
 from wsidesk.core.store import Store  # noqa: E402
 from wsidesk.core.workflow.model import Branch, Job, Workflow  # noqa: E402
@@ -251,7 +252,7 @@ def test_local_cluster_and_its_workers_listen_on_loopback_only(dask_threads_clus
 
 
 def test_make_executor_without_address_starts_a_loopback_cluster_and_closes_it():
-    executor = make_executor("dask", workers=1)
+    executor = make_executor(ExecutorConfig("dask", workers=1))
     try:
         assert executor.scheduler_address.startswith("tcp://127.0.0.1:")
         assert executor.max_workers == 1
@@ -266,8 +267,8 @@ def test_unreachable_scheduler_is_a_clear_error():
 
 def test_make_executor_rejects_unknown_kinds():
     with pytest.raises(ValueError, match="unknown executor 'ray'"):
-        make_executor("ray", workers=1)
-    assert isinstance(make_executor("local", workers=2), ThreadExecutor)
+        make_executor(ExecutorConfig("ray", workers=1))
+    assert isinstance(make_executor(ExecutorConfig("local", workers=2)), ThreadExecutor)
 
 
 # -- cluster settings ---------------------------------------------------------------------------

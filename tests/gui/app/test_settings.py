@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QSettings
 
-from wsidesk.app import ExecutorChoice, build_main_window, shutdown
+from wsidesk.app import build_main_window, shutdown
+from wsidesk.core.scheduler.executor_config import ExecutorConfig
 from wsidesk.gui.bridges import QtExecutor
 from wsidesk.gui.settings_dialog import ExecutorSettings, SettingsDialog
 
@@ -58,7 +59,7 @@ def test_an_unreachable_dask_scheduler_falls_back_to_this_computer_with_a_visibl
     data = tmp_path / "data"
     data.mkdir()
     (data / "cluster.yaml").write_text("timeout: 2\n", encoding="utf-8")  # read from the data folder
-    win = _window(qtbot, data, workers=2, executor=ExecutorChoice("dask", "tcp://127.0.0.1:9"))
+    win = _window(qtbot, data, workers=2, executor=ExecutorConfig("dask", "tcp://127.0.0.1:9"))
     try:
         assert isinstance(win.services.executor, QtExecutor)
         warning = win.services.executor_warning
@@ -76,7 +77,7 @@ def test_a_segment_run_on_a_local_dask_cluster_paints_cells_live_in_the_gui(qtbo
     from wsidesk.core.slide.demo import write_demo_slide
 
     slide = write_demo_slide(tmp_path / "small.svs", width=1024, height=768, seed=4).path
-    win = _window(qtbot, tmp_path / "data", workers=1, executor=ExecutorChoice("dask"))
+    win = _window(qtbot, tmp_path / "data", workers=1, executor=ExecutorConfig("dask"))
     try:
         assert isinstance(win.services.executor, DaskExecutor)
         assert win.services.executor_warning is None

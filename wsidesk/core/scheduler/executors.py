@@ -5,6 +5,9 @@ this process, the Dask one ships `task.remote_spec()` to a worker. An executor c
 `done(result, error)` exactly once per submitted task, from any thread it likes (a worker thread
 here; the GUI thread for the Qt executor), but never from inside `submit`: the runner submits while
 holding its lock, and a completion must not re-enter dispatch midway.
+
+Which executor to build, and building it, is `executor_config.py` (`ExecutorConfig`, `make_executor`):
+this module stays free of the backends, which import it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from wsidesk.core.jobs.task import JobTask
-    from wsidesk.core.scheduler.cluster import ClusterConfig
 
 Done = Callable[[Any, BaseException | None], None]
 ExecutorKind = Literal["local", "dask"]
@@ -54,40 +56,3 @@ class ThreadExecutor:
 
     def shutdown(self, *, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
-
-
-def make_executor(
-    kind: str,
-    *,
-    workers: int | None,
-    cluster: ClusterConfig | None = None,
-    scheduler_address: str | None = None,
-    event_payloads: bool = True,
-) -> Executor:
-    """The executor the settings ask for: the CLI and the GUI settings both build theirs here.
-
-    `local`: a thread pool of `workers` (required). `dask`: a client of the scheduler at
-    `scheduler_address` (else the one in `cluster`), or of a LocalCluster on 127.0.0.1 with
-    `workers` single-threaded worker processes when neither names one; `workers` then caps the jobs
-    the planner starts (None: the cluster's thread count). `event_payloads=False`: events come back
-    without their in-memory payloads (cell polygons), for callers that show no live overlay.
-    """
-    if kind == "local":
-        if workers is None:
-            msg = "the local executor needs a number of workers"
-            raise ValueError(msg)
-        return ThreadExecutor(workers)
-    if kind == "dask":
-        from wsidesk.core.scheduler.cluster import ClusterConfig
-        from wsidesk.core.scheduler.dask_executor import DaskExecutor
-
-        config = cluster or ClusterConfig()
-        return DaskExecutor.connect(
-            scheduler_address or config.scheduler_address,
-            security=config.security(),
-            timeout=config.timeout,
-            max_workers=workers,
-            payloads=event_payloads,
-        )
-    msg = f"unknown executor {kind!r}; use one of {', '.join(EXECUTOR_KINDS)}"
-    raise ValueError(msg)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from wsidesk.core.errors import SlideError
-from wsidesk.core.slide.reader import best_level_for_downsample
+from wsidesk.core.slide.protocol import best_level_for_downsample
 
 if TYPE_CHECKING:
     from PIL import Image
