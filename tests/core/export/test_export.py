@@ -180,3 +180,20 @@ def test_export_job_errors_name_the_dependency(tmp_path: Path) -> None:
         run_export_job(make_ctx(tmp_path, {}))
     with pytest.raises(JobCancelled):
         run_export_job(make_ctx(tmp_path, {"t1": tissue_outputs(tmp_path)}, cancelled=True))
+
+
+def test_exported_csv_carries_the_segment_jobs_numbers_exactly(tmp_path: Path) -> None:
+    # Centroids whose third decimal is 5: rounded to 3 and then to 2 decimals they used to move.
+    cells = []
+    for i, (x, y) in enumerate([(2247.455324, 942.4551), (147.87482, 139.87492), (1.234567891, 7.654321987)]):
+        t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+        poly = np.column_stack((x + 10 * np.cos(t), y + 6 * np.sin(t)))
+        measurements = {name: (i + 1) / 3 + k / 7 for k, name in enumerate(MEASUREMENTS)}
+        cells.append(Cell(poly, (x, y), (x - 10, y - 6, x + 10, y + 6), 0, measurements, id=i + 1))
+    (tmp_path / "s1").mkdir()
+    source = {
+        "cells": str(write_geojson(cells, tmp_path / "s1" / "cells.geojson")),
+        "cells_csv": str(write_csv(cells, tmp_path / "s1" / "cells.csv")),
+    }
+    out = run_export_job(make_ctx(tmp_path, {"s1": source}, params={"format": "csv"}))
+    assert Path(out["s1"]).read_text() == Path(source["cells_csv"]).read_text()

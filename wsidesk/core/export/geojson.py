@@ -93,9 +93,11 @@ def _feature_json(cell: Cell, *, feature_id: str, object_type: str) -> str:
     flat = poly.ravel().tolist()
     coords = fmt % (tuple(flat) if closed else (*flat, flat[0], flat[1]))
     measurements = ",".join(f"{_key(k)}:{float(v)!r}" for k, v in cell.measurements.items() if math.isfinite(float(v)))
+    # The centroid at full precision: exports made from this file must carry the source's numbers (a
+    # 3-decimal centroid rounded again to the CSV's 2 decimals moved y = 942.455 to 942.45, not .46).
     metadata = (
         f'"cell_id":"{cell.id}","tile":"{cell.tile}",'
-        f'"centroid_x":"{round(cell.centroid[0], 3)!r}","centroid_y":"{round(cell.centroid[1], 3)!r}"'
+        f'"centroid_x":"{float(cell.centroid[0])!r}","centroid_y":"{float(cell.centroid[1])!r}"'
     )
     return (
         f'{{"type":"Feature","id":"{feature_id}","geometry":{{"type":"Polygon","coordinates":{coords}}},'

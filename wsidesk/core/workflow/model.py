@@ -115,11 +115,13 @@ class Workflow:
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
-    """A path as written in a workflow: `~` expanded, relative ones taken from the workflow's folder."""
+    """A path as written in a workflow, made canonical: `~` expanded, relative ones taken from the
+    workflow's folder, `..` and symbolic links resolved. Canonical, so that every place that compares
+    slide paths (resume checkpoints, tile plans, the results index) agrees on one spelling."""
     resolved = Path(path).expanduser()
     if not resolved.is_absolute() and base_dir is not None:
         resolved = base_dir / resolved
-    return resolved
+    return Path(os.path.realpath(resolved))
 
 
 def _cycle_error(g: nx.DiGraph, rank: Mapping[str, int], *, file: str | None) -> WorkflowError:
