@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from wsidesk.core.errors import WorkflowError
-from wsidesk.core.workflow import Branch, Job, Workflow, load_workflow, model, validate_workflow
+from wsidesk.core.workflow import (
+    Branch,
+    Job,
+    Workflow,
+    dump_workflow,
+    load_workflow,
+    loads_workflow,
+    model,
+    validate_workflow,
+)
 
 
 def rejected(
@@ -338,3 +347,38 @@ def test_validate_accepts_example_with_images_relative_to_base_dir(tmp_path: Pat
     wf = Workflow(example().name, example().branches, base_dir=tmp_path)
     validate_workflow(wf)
     assert os.fspath(wf.image_path(wf.job("job1"))) == os.fspath(tmp_path / "a")
+
+
+def test_model_is_a_known_name_or_a_file_beside_the_workflow(tmp_path: Path) -> None:
+    (tmp_path / "s.svs").write_bytes(b"x")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.pt").write_bytes(b"weights")
+    job = "    - {job_id: j1, type: segment, image: s.svs, params: {model: %s}}\n"
+    for ok in ("brightfield_nuclei", "wsidesk_test_nuclei", "models/mine.pt", str(tmp_path / "models" / "mine.pt")):
+        loads_workflow("name: w\ndag:\n  b:\n" + job % ok, file=tmp_path / "wf.yaml")
+    with pytest.raises(WorkflowError, match="model 'brightfeld_nuclei' is not a known name") as info:
+        loads_workflow("name: w\ndag:\n  b:\n" + job % "brightfeld_nuclei", file=tmp_path / "wf.yaml")
+    assert "brightfield_nuclei" in str(info.value) and info.value.job_id == "j1"
+    with pytest.raises(WorkflowError, match="does not exist"):  # a default counts too
+        loads_workflow(
+            "name: w\ndefaults: {model: models/missing.pt}\n"
+            "dag:\n  b:\n    - {job_id: j1, type: segment, image: s.svs}\n",
+            file=tmp_path / "wf.yaml",
+        )
+
+
+def test_a_copy_with_absolute_paths_stands_alone(tmp_path: Path) -> None:
+    (tmp_path / "s.svs").write_bytes(b"x")
+    (tmp_path / "m.pt").write_bytes(b"w")
+    text = (
+        "name: w\ndefaults: {model: m.pt}\ndag:\n  b:\n"
+        "    - {job_id: j1, type: segment, image: ./s.svs, params: {model: ../" + tmp_path.name + "/m.pt}}\n"
+        "    - {job_id: j2, type: segment, image: s.svs, params: {model: brightfield_nuclei}}\n"
+    )
+    wf = loads_workflow(text, file=tmp_path / "wf.yaml").with_absolute_paths()
+    assert wf.job("j1").image == str(tmp_path / "s.svs")
+    assert wf.job("j1").params["model"] == wf.defaults["model"] == str(tmp_path / "m.pt")
+    assert wf.job("j2").params["model"] == "brightfield_nuclei"
+    elsewhere = tmp_path / "run"
+    elsewhere.mkdir()
+    loads_workflow(dump_workflow(wf), file=elsewhere / "workflow.yaml")  # still valid from another folder

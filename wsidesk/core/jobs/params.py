@@ -37,9 +37,14 @@ class ParamSpec:
     maximum: float | None = None
     exclusive_minimum: bool = False  # value > minimum instead of >=
     choices: tuple[str, ...] = ()
-    path: bool = False  # a file path is accepted (the inspector offers a file picker)
+    path: bool = False  # a file path is accepted, relative to the workflow's folder (the inspector offers a picker)
+    names: tuple[str, ...] = ()  # for a path param: names it takes instead of a path (e.g. pretrained models)
     default_text: str = ""  # shown for a None default, e.g. "the model's"
     example: Any = None  # a typical value, offered when the param is switched on with nothing to inherit
+
+    def is_file(self, value: Any) -> bool:
+        """Whether `value` names a file (to resolve and check) rather than one of `names`."""
+        return self.path and isinstance(value, str) and value not in self.names
 
     @property
     def starter(self) -> Any:
@@ -114,6 +119,7 @@ def param(
     exclusive_minimum: bool = False,
     choices: tuple[str, ...] = (),
     path: bool = False,
+    names: tuple[str, ...] = (),
     default_text: str = "",
     example: Any = None,
 ) -> Any:
@@ -127,6 +133,7 @@ def param(
         "exclusive_minimum": exclusive_minimum,
         "choices": choices,
         "path": path,
+        "names": names,
         "default_text": default_text,
         "example": example,
     }
@@ -151,6 +158,10 @@ class JobParams:
                 specs.append(ParamSpec(name=f.name, type=kind, **meta))
             cls._specs = tuple(specs)
         return cls._specs
+
+    @classmethod
+    def spec(cls, name: str) -> ParamSpec:
+        return next(s for s in cls.specs() if s.name == name)
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any], *, where: str = "") -> Self:

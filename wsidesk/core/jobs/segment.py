@@ -18,8 +18,9 @@ from wsidesk.core.events import EventName, TilesPlannedPayload
 from wsidesk.core.jobs.context import JobContext
 from wsidesk.core.jobs.params import JobType, param
 from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader
+from wsidesk.core.paths import resolve_path
 from wsidesk.core.segment.engine import PRECISIONS
-from wsidesk.core.segment.models import DEFAULT_MODEL
+from wsidesk.core.segment.models import DEFAULT_MODEL, KNOWN_MODELS, TEST_MODEL
 from wsidesk.core.slide.reader import SlideReader, open_slide, require_mpp
 from wsidesk.core.tiling.grid import TilePlan, write_plan_json
 
@@ -48,7 +49,12 @@ class SegmentParams(TilingParams):
         default_text="the model's",
         example=0.5,
     )
-    model: str = param(DEFAULT_MODEL, help="pretrained InstanSeg model name, or a path to instanseg.pt", path=True)
+    model: str = param(
+        DEFAULT_MODEL,
+        help="pretrained InstanSeg model name, or a path to instanseg.pt",
+        path=True,
+        names=(*KNOWN_MODELS, TEST_MODEL),
+    )
     batch_size: int = param(16, help="tiles per model call", minimum=0, exclusive_minimum=True, maximum=4096)
     device: str = param("auto", help="where the model runs (auto: cuda, then mps, then cpu)", choices=DEVICES)
     precision: str = param(
@@ -82,7 +88,10 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     ctx.check_cancelled()
 
     # Cached per process: a Dask worker (or the app) keeps the model loaded between slides.
-    model = cached_model(ModelStore(model_dir(ctx)).resolve(params.model), device=params.device)
+    spec = SegmentParams.spec("model")
+    # A model file is named relative to the workflow's folder, like the image.
+    model_ref = str(resolve_path(params.model, ctx.workflow.base_dir)) if spec.is_file(params.model) else params.model
+    model = cached_model(ModelStore(model_dir(ctx)).resolve(model_ref), device=params.device)
     target_mpp = params.target_mpp if params.target_mpp is not None else model.pixel_size
     slide_mpp_override = params.mpp
     out_dir = Path(ctx.out_dir)

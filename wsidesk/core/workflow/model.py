@@ -7,7 +7,7 @@ import errno
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -17,6 +17,7 @@ import networkx as nx
 from wsidesk.core.errors import ProfileError, WorkflowError
 from wsidesk.core.jobs.registry import JOB_TYPES, all_params
 from wsidesk.core.names import SAFE_NAME_RULE, is_safe_name
+from wsidesk.core.paths import resolve_path
 from wsidesk.core.profiles import check_profile_name
 from wsidesk.core.values import reduce_frozen, shown
 from wsidesk.core.workflow.graph import cycle_text, find_cycle, job_graph, topological_order
@@ -96,6 +97,24 @@ class Workflow:
     def image_path(self, job: Job) -> Path | None:
         return None if job.image is None else resolve_path(job.image, self.base_dir)
 
+    def with_absolute_paths(self) -> Workflow:
+        """This workflow with its images and file params (model paths) absolute and canonical, so that a
+        copy of it stands alone in another folder (the run folder)."""
+
+        def files(params: Mapping[str, Any], job_type: str | None) -> dict[str, Any]:
+            specs = all_params() if job_type is None else {s.name: s for s in JOB_TYPES[job_type].params.specs()}
+            return {
+                key: str(resolve_path(value, self.base_dir)) if key in specs and specs[key].is_file(value) else value
+                for key, value in params.items()
+            }
+
+        def absolute(job: Job) -> Job:
+            image = None if job.image is None else str(resolve_path(job.image, self.base_dir))
+            return replace(job, image=image, params=files(job.params, job.type if job.type in JOB_TYPES else None))
+
+        branches = tuple(replace(b, jobs=tuple(absolute(j) for j in b.jobs)) for b in self.branches)
+        return replace(self, branches=branches, defaults=files(self.defaults, None))
+
     def graph(self) -> nx.DiGraph:
         """The job graph (see `graph.job_graph`)."""
         branches = ((b.name, [j.job_id for j in b.jobs]) for b in self.branches)
@@ -112,16 +131,6 @@ class Workflow:
             return topological_order(g, self.rank())
         except nx.NetworkXUnfeasible as exc:
             raise _cycle_error(g, self.rank(), file=None) from exc
-
-
-def resolve_path(path: str, base_dir: Path | None) -> Path:
-    """A path as written in a workflow, made canonical: `~` expanded, relative ones taken from the
-    workflow's folder, `..` and symbolic links resolved. Canonical, so that every place that compares
-    slide paths (resume checkpoints, tile plans, the results index) agrees on one spelling."""
-    resolved = Path(path).expanduser()
-    if not resolved.is_absolute() and base_dir is not None:
-        resolved = base_dir / resolved
-    return Path(os.path.realpath(resolved))
 
 
 def _cycle_error(g: nx.DiGraph, rank: Mapping[str, int], *, file: str | None) -> WorkflowError:
@@ -156,29 +165,40 @@ def _check_params(
             raise _error(f"{where}: param {shown(key)} {problem}", file=file, job_id=job_id)
 
 
-def _check_image(wf: Workflow, job: Job, *, where: str, file: str | None) -> None:
-    path = wf.image_path(job)
-    assert path is not None  # callers only pass jobs with an image
+def _file_problem(path: Path) -> str | None:
+    """Why `path` is not a readable file, or None."""
     try:
         path.stat()
-        problem = None
+    except FileNotFoundError:
+        return "does not exist; fix the path (relative paths start at the workflow's folder)"
     except OSError as exc:
-        problem = exc
-    if isinstance(problem, FileNotFoundError):
-        why = "does not exist; fix the path (relative paths start at the workflow's folder)"
-    elif problem is not None and problem.errno == errno.ELOOP:
-        why = "is a loop of symbolic links; point it at the slide file itself"
-    elif problem is not None:
-        why = f"cannot be read ({problem.strerror or problem}); check the path and its permissions"
-    elif path.is_dir():
-        why = "is a directory, not a slide file"
-    elif not path.is_file():
-        why = "is not a regular file"
-    elif not os.access(path, os.R_OK):
-        why = "is not readable; check its permissions"
-    else:
-        return
-    raise _error(f"{where}: image {str(path)!r} {why}", file=file, job_id=job.job_id)
+        if exc.errno == errno.ELOOP:
+            return "is a loop of symbolic links; point it at the file itself"
+        return f"cannot be read ({exc.strerror or exc}); check the path and its permissions"
+    if path.is_dir():
+        return "is a directory, not a file"
+    if not path.is_file():
+        return "is not a regular file"
+    if not os.access(path, os.R_OK):
+        return "is not readable; check its permissions"
+    return None
+
+
+def _check_files(wf: Workflow, job: Job, *, where: str, file: str | None) -> None:
+    """The job's image and every file param (e.g. a model path) exist, relative to the workflow's folder."""
+    path = wf.image_path(job)
+    if path is not None and (why := _file_problem(path)):
+        raise _error(f"{where}: image {str(path)!r} {why}", file=file, job_id=job.job_id)
+    kind = JOB_TYPES[job.type]
+    for key, value in wf.job_params(job).items():
+        spec = kind.spec(key)
+        if spec is None or not spec.is_file(value):
+            continue
+        path = resolve_path(value, wf.base_dir)
+        if why := _file_problem(path):
+            names = f"; or use one of the names {', '.join(spec.names)}" if spec.names else ""
+            msg = f"{where}: {key} {shown(value)} is not a known name, and the file {str(path)!r} {why}{names}"
+            raise _error(msg, file=file, job_id=job.job_id)
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -245,9 +265,7 @@ def validate_workflow(wf: Workflow, *, file: str | None = None, check_images: bo
 
     if check_images:
         for branch, job in wf.jobs():
-            if job.image is not None:
-                where = f"job {shown(job.job_id)} in branch {shown(branch.name)}"
-                _check_image(wf, job, where=where, file=file)
+            _check_files(wf, job, where=f"job {shown(job.job_id)} in branch {shown(branch.name)}", file=file)
 
 
 def _check_job_alone(job: Job, *, branch: str, seen: dict[str, str], file: str | None) -> None:
