@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wsidesk.core.jobs.registry import JOB_TYPES
 from wsidesk.core.workflow.io import dump_workflow, load_workflow, loads_workflow, save_workflow
-from wsidesk.core.workflow.model import Branch, Job, Workflow, resolve_path, validate_workflow
+from wsidesk.core.workflow.model import Branch, Job, Workflow, validate_workflow
 
 __all__ = [
     "JOB_TYPES",
@@ -14,7 +14,6 @@ __all__ = [
     "dump_workflow",
     "load_workflow",
     "loads_workflow",
-    "resolve_path",
     "save_workflow",
     "validate_workflow",
 ]

@@ -20,8 +20,9 @@ import networkx as nx
 from wsidesk.core.errors import WorkflowError
 from wsidesk.core.jobs.registry import JOB_TYPES, all_params
 from wsidesk.core.names import SAFE_NAME_RULE, is_safe_name
+from wsidesk.core.paths import resolve_path
 from wsidesk.core.workflow.graph import cycle_text, find_cycle, job_graph
-from wsidesk.core.workflow.model import Branch, Job, Workflow, resolve_path, validate_workflow
+from wsidesk.core.workflow.model import Branch, Job, Workflow, validate_workflow
 
 
 class EditRefused(Exception):
