@@ -64,7 +64,7 @@ class _StrictLoader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             anchored = self.anchors.get(event.anchor)
             if anchored is not None:
                 self._alias_values += _expanded_size(anchored, self._sizes)
@@ -75,7 +75,7 @@ class _StrictLoader(yaml.SafeLoader):
                         f"aliases expand to more than {MAX_ALIAS_VALUES:,} values (alias *{shown(event.anchor)[1:-1]})",
                         event.start_mark,
                     )
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # noqa: FBT001, FBT002
         seen: set[Any] = set()
