@@ -6,8 +6,10 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
+from typing import TYPE_CHECKING, TypeVar  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -15,6 +17,29 @@ if TYPE_CHECKING:
     from wsidesk.core.slide.demo import DemoTruth
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float, what: str, interval: float = 0.01) -> T:
+    """Poll `predicate` until it returns something truthy, and return that; fail naming `what` after `timeout` s.
+
+    For waits on other threads and processes; Qt tests use `qtbot.waitUntil` (it keeps the event loop running).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(name="wait_until")
+def wait_until_fixture() -> Callable[..., object]:
+    """`wait_until(predicate, timeout=..., what=...)`: poll with a deadline instead of sleeping."""
+    return wait_until
 
 
 @pytest.fixture(scope="session")

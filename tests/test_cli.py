@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -135,17 +135,16 @@ dag:
     assert "cyclic.yaml" in out.stderr and "cycle" in out.stderr
 
 
-def test_sigkill_mid_run_then_same_command_resumes(tmp_path, slide):
+def test_sigkill_mid_run_then_same_command_resumes(tmp_path, slide, wait_until):
     wf = serial_wf(tmp_path, slide, 12)
     data = tmp_path / "data"
     proc = spawn("run", str(wf), "--workers", "1", data=data)
-    events_files = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        events_files = list(data.glob("profiles/default/runs/*/events.jsonl"))
-        if events_files and events_files[0].read_text().count('"job_succeeded"') >= 2:
-            break
-        time.sleep(0.02)
+
+    def two_jobs_done() -> list[Path]:
+        found = list(data.glob("profiles/default/runs/*/events.jsonl"))
+        return found if found and found[0].read_text().count('"job_succeeded"') >= 2 else []
+
+    events_files = wait_until(two_jobs_done, timeout=120, what="two jobs to succeed in the run's events.jsonl")
     proc.kill()
     proc.wait()
     before = events_files[0].read_text().count('"job_succeeded"')
@@ -163,16 +162,16 @@ def test_sigkill_mid_run_then_same_command_resumes(tmp_path, slide):
     assert [e["resumed"] for e in events if e["event"] == "run_submitted"] == [False, True]
 
 
-def test_ctrl_c_exits_130_and_rerun_resumes(tmp_path, slide):
+def test_ctrl_c_exits_130_and_rerun_resumes(tmp_path, slide, wait_until):
     wf = serial_wf(tmp_path, slide, 12)
     data = tmp_path / "data"
     proc = spawn("run", str(wf), "--workers", "1", data=data)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+
+    def one_job_done() -> bool:
         logs = list(data.glob("profiles/default/runs/*/events.jsonl"))
-        if logs and '"job_succeeded"' in logs[0].read_text():
-            break
-        time.sleep(0.02)
+        return bool(logs) and '"job_succeeded"' in logs[0].read_text()
+
+    wait_until(one_job_done, timeout=120, what="a job to succeed in the run's events.jsonl")
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -237,3 +236,22 @@ def test_demo_slide_command_writes_aperio_slide_and_truth(tmp_path):
     with openslide.OpenSlide(str(tmp_path / "d.svs")) as s:
         assert s.properties["openslide.vendor"] == "aperio"
         assert s.dimensions == (2048, 1536)
+
+
+def test_run_finds_a_model_file_relative_to_the_workflow_not_the_current_folder(tmp_path):
+    from wsidesk.core.slide.demo import write_demo_slide
+
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    bundled = next((ROOT / "resources" / "models" / "wsidesk_test_nuclei").glob("*/instanseg.pt"))
+    shutil.copy(bundled, project / "models" / "nuclei.pt")
+    write_demo_slide(project / "s.svs", width=1024, height=768, seed=4)
+    wf = write_wf(
+        project,
+        "name: own model\ndag:\n  b:\n"
+        "    - {job_id: seg, type: segment, image: s.svs, params: {model: models/nuclei.pt, tile_size: 256}}\n",
+    )
+    out = wsidesk("run", str(wf), "--json", data=tmp_path / "data")  # the current folder is the repo
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = Path(json.loads(out.stdout)["runs"][0]["run_dir"])
+    assert len((run_dir / "seg" / "cells.csv").read_text().splitlines()) > 10

@@ -49,15 +49,8 @@ def where():
     return os.getpid(), threading.get_ident()
 
 
-def _poll(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.002)
-
-
 @pytest.fixture(params=["thread", "qt", "dask-threads", "dask-processes"])
-def make_executor(request):
+def make_executor(request, wait_until):
     made = []
     if request.param.startswith("dask"):
         from wsidesk.core.scheduler.dask_executor import DaskExecutor
@@ -67,7 +60,7 @@ def make_executor(request):
         def make(workers):
             ex = DaskExecutor.connect(cluster.scheduler_address, max_workers=min(workers, 4))
             made.append(ex)
-            return ex, partial(_poll, timeout=30.0)
+            return ex, partial(wait_until, timeout=30.0, what="the executor to call back", interval=0.002)
     elif request.param == "qt":
         qtbot = request.getfixturevalue("qtbot")
         from wsidesk.gui.bridges.qt_executor import QtExecutor
@@ -84,7 +77,7 @@ def make_executor(request):
         def make(workers):
             ex = ThreadExecutor(workers)
             made.append(ex)
-            return ex, partial(_poll, timeout=10.0)
+            return ex, partial(wait_until, timeout=10.0, what="the executor to call back", interval=0.002)
 
     yield make
     for ex in made:

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +28,9 @@ def cell_rows(run_dir: Path) -> list[str]:
     return sorted((run_dir / "seg" / "cells.csv").read_text().splitlines()[1:])
 
 
-def test_resume_after_a_kill_keeps_tiles_when_the_image_path_has_dotdot(tmp_path: Path, slides: Path, cli) -> None:
+def test_resume_after_a_kill_keeps_tiles_when_the_image_path_has_dotdot(
+    tmp_path: Path, slides: Path, cli, wait_until
+) -> None:
     work = tmp_path / "workflows"
     work.mkdir()
     wf = work / "wf.yaml"
@@ -49,15 +50,18 @@ def test_resume_after_a_kill_keeps_tiles_when_the_image_path_has_dotdot(tmp_path
         env=env,
         cwd=ROOT,
     )
-    deadline = time.monotonic() + 180
-    done_before = 0
-    while time.monotonic() < deadline and proc.poll() is None:
+    seen = {"done": 0}
+
+    def two_batches_or_exit() -> bool:
         logs = list(cli.data.glob("profiles/default/runs/*/events.jsonl"))
         batches = [json.loads(x) for x in logs[0].read_text().splitlines() if "tile_batch_done" in x] if logs else []
         if len(batches) >= 2:
-            done_before = batches[-1]["done"]
-            break
-        time.sleep(0.05)
+            seen["done"] = batches[-1]["done"]
+            return True
+        return proc.poll() is not None  # it finished first: the assert below says so
+
+    wait_until(two_batches_or_exit, timeout=180, what="two tile batches in the run's events.jsonl", interval=0.05)
+    done_before = seen["done"]
     proc.kill()
     proc.wait()
     assert done_before > 0, "the kill should land after some batches"

@@ -33,13 +33,6 @@ from wsidesk.core.workflow.model import Branch, Job, Workflow  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
-def until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 class MortalJob:
     """Job function that records its process id, then holds (to be killed) for the first `hold_attempts`
     attempts and succeeds on the next. Picklable; its state lives in files."""
@@ -92,22 +85,22 @@ def mortal_cluster():
     cluster.close()
 
 
-def _kill_attempt(job: MortalJob, n: int) -> int:
-    until(lambda: len(job.attempts()) >= n, what=f"attempt {n} to start")
+def _kill_attempt(job: MortalJob, n: int, wait_until) -> int:
+    wait_until(lambda: len(job.attempts()) >= n, timeout=30, what=f"attempt {n} to start")
     pid = job.attempts()[n - 1]
     assert pid != os.getpid()
     os.kill(pid, signal.SIGKILL)
     return pid
 
 
-def test_job_whose_worker_dies_is_retried_once_on_another_worker(mortal_cluster, store, tmp_path, caplog):
+def test_job_whose_worker_dies_is_retried_once_on_another_worker(mortal_cluster, store, tmp_path, caplog, wait_until):
     caplog.set_level(logging.WARNING, logger="wsidesk.core.scheduler.dask_executor")
     job = MortalJob(tmp_path, hold_attempts=1)
     executor = DaskExecutor.connect(mortal_cluster.scheduler_address)
     runner = Runner(store, executor, job_functions={"tissue": job})
     try:
         run_id = runner.submit(one_job_workflow(), profile="p")
-        killed = _kill_attempt(job, 1)
+        killed = _kill_attempt(job, 1, wait_until)
         assert runner.wait(60)
     finally:
         executor.shutdown()
@@ -117,14 +110,14 @@ def test_job_whose_worker_dies_is_retried_once_on_another_worker(mortal_cluster,
     assert any("died while running job j1: retrying it once" in r.getMessage() for r in caplog.records)
 
 
-def test_job_whose_worker_dies_twice_fails_with_a_clear_reason(mortal_cluster, store, tmp_path):
+def test_job_whose_worker_dies_twice_fails_with_a_clear_reason(mortal_cluster, store, tmp_path, wait_until):
     job = MortalJob(tmp_path, hold_attempts=2)
     executor = DaskExecutor.connect(mortal_cluster.scheduler_address)
     runner = Runner(store, executor, job_functions={"tissue": job})
     try:
         run_id = runner.submit(one_job_workflow(), profile="p")
-        _kill_attempt(job, 1)
-        _kill_attempt(job, 2)
+        _kill_attempt(job, 1, wait_until)
+        _kill_attempt(job, 2, wait_until)
         assert runner.wait(60)
     finally:
         executor.shutdown()
@@ -134,7 +127,7 @@ def test_job_whose_worker_dies_twice_fails_with_a_clear_reason(mortal_cluster, s
     assert len(job.attempts()) == 2
 
 
-def test_cancel_drops_queued_tasks_and_stops_running_ones(dask_threads_cluster, store, tmp_path):
+def test_cancel_drops_queued_tasks_and_stops_running_ones(dask_threads_cluster, store, tmp_path, wait_until):
     """Six held jobs on four worker threads: four run and stop at their next check, two never start."""
     job = MortalJob(tmp_path, hold_attempts=99)
     executor = DaskExecutor.connect(dask_threads_cluster.scheduler_address, max_workers=6)
@@ -142,7 +135,7 @@ def test_cancel_drops_queued_tasks_and_stops_running_ones(dask_threads_cluster, 
     wf = Workflow("w", tuple(Branch(b, (Job(f"{b}1", "tissue", "slide.svs"),)) for b in "ABCDEF"))
     try:
         run_id = runner.submit(wf, profile="p")
-        until(lambda: len(job.attempts()) == 4, what="four jobs to run")
+        wait_until(lambda: len(job.attempts()) == 4, timeout=30, what="four jobs to run")
         time.sleep(0.2)
         runner.cancel_run(run_id)
         assert runner.wait(30)
@@ -155,7 +148,7 @@ def test_cancel_drops_queued_tasks_and_stops_running_ones(dask_threads_cluster, 
     assert len(job.stopped.read_text().split()) == 4
 
 
-def test_lost_scheduler_interrupts_the_run_which_then_resumes(store, tmp_path):
+def test_lost_scheduler_interrupts_the_run_which_then_resumes(store, tmp_path, wait_until):
     cluster = start_local_cluster(1, processes=False, threads_per_worker=2)
     job = MortalJob(tmp_path, hold_attempts=1)
     executor = DaskExecutor.connect(cluster.scheduler_address, timeout=2)
@@ -163,7 +156,7 @@ def test_lost_scheduler_interrupts_the_run_which_then_resumes(store, tmp_path):
     wf = Workflow("w", (Branch("A", (Job("a1", "tissue", "slide.svs"), Job("a2", "tissue", "slide.svs"))),))
     try:
         run_id = runner.submit(wf, profile="p", source=tmp_path / "wf.yaml")
-        until(lambda: len(job.attempts()) == 1, what="the job to start")
+        wait_until(lambda: len(job.attempts()) == 1, timeout=30, what="the job to start")
         cluster.sync(cluster.scheduler.close)  # the scheduler goes; the worker keeps running the job
         assert runner.wait(30)
     finally:

@@ -172,15 +172,13 @@ def test_branch_jobs_run_fifo_one_at_a_time_and_branches_in_parallel(env):
     assert [j for j in order if j.startswith("b")] == ["b1", "b2"]
 
 
-def test_same_branch_name_in_two_runs_does_not_serialize(env):
+def test_same_branch_name_in_two_runs_does_not_serialize(env, wait_until):
     store, make = env
     rec = Recorder(hold={"x1", "y1"})
     runner = make(rec, workers=4)
     r1 = runner.submit(wf("w1", {"branch_A": ["x1"]}), profile="p")
     r2 = runner.submit(wf("w2", {"branch_A": ["y1"]}), profile="p")
-    deadline = time.monotonic() + 5
-    while rec.running < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: rec.running >= 2, timeout=5, what="both runs' branch_A jobs to start")
     assert rec.running == 2, "both runs' branch_A jobs should run at once"
     rec.release.set()
     assert runner.wait(10)
@@ -232,16 +230,14 @@ def test_unexpected_crash_fails_job_with_its_type(env):
     assert store.jobs(run_id)[0].error == "ZeroDivisionError: division by zero"
 
 
-def test_fourth_profile_waits_until_a_slot_frees(env):
+def test_fourth_profile_waits_until_a_slot_frees(env, wait_until):
     store, make = env
     rec = Recorder(hold={"p1j", "p2j", "p3j"})
     seen = []
     runner = make(rec, workers=8, sink=seen.append)
     runs = {p: runner.submit(wf("w", {"A": [f"{p}j"]}), profile=p) for p in ("p1", "p2", "p3", "p4")}
-    deadline = time.monotonic() + 5
-    while rec.running < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
+    wait_until(lambda: rec.running >= 3, timeout=5, what="three profiles' jobs to start")
+    time.sleep(0.05)  # a fourth profile, wrongly let in, would start now
     assert sorted(j for _, j in rec.started) == ["p1j", "p2j", "p3j"]
     queued = [e for e in seen if e.event == "profile_queued"]
     assert [(e.profile, e.fields["position"]) for e in queued] == [("p4", 1)]
@@ -252,26 +248,24 @@ def test_fourth_profile_waits_until_a_slot_frees(env):
     assert names_p4.index("profile_queued") < names_p4.index("profile_activated") < names_p4.index("job_started")
 
 
-def test_cancel_run_stops_running_job_and_cancels_pending(env):
+def test_cancel_run_stops_running_job_and_cancels_pending(env, wait_until):
     store, make = env
     rec = Recorder(hold={"a1"})
     runner = make(rec)
     run_id = runner.submit(wf("w", {"A": ["a1", "a2"]}), profile="p")
-    while not rec.started:
-        time.sleep(0.01)
+    wait_until(lambda: rec.started, timeout=30, what="the first job to start")
     runner.cancel_run(run_id)
     assert runner.wait(10)
     assert runner.run_status(run_id) == "cancelled"
     assert {j.job_id: j.state for j in store.jobs(run_id)} == {"a1": "cancelled", "a2": "cancelled"}
 
 
-def test_interrupted_run_resumes_without_rerunning_succeeded_jobs(env):
+def test_interrupted_run_resumes_without_rerunning_succeeded_jobs(env, wait_until):
     store, make = env
     rec = Recorder(hold={"a2"})
     runner = make(rec)
     run_id = runner.submit(wf("w", {"A": ["a1", "a2", "a3"]}), profile="p")
-    while len(rec.started) < 2:
-        time.sleep(0.01)
+    wait_until(lambda: len(rec.started) >= 2, timeout=30, what="two jobs to start")
     runner.interrupt()
     assert runner.wait(10)
     assert runner.run_status(run_id) == "interrupted"

@@ -15,6 +15,7 @@ from skimage import draw
 from wsidesk.core.errors import JobCancelled, JobError, SlideError
 from wsidesk.core.jobs import tissue as tissue_job
 from wsidesk.core.jobs.context import JobContext
+from wsidesk.core.slide.demo import DemoTruth
 from wsidesk.core.slide.reader import ArrayReader
 from wsidesk.core.tiling import TilePlan
 from wsidesk.core.workflow.model import Branch, Job, Workflow
@@ -161,21 +162,14 @@ def test_compute_plan_returns_plan_thumbnail_and_mask(tmp_path: Path, opened: li
 # --- integration with the synthetic demo slide (written by wsidesk.core.slide.demo) ----------------
 
 
-def _truth_nuclei(truth: Any, slide_path: Path) -> list[dict[str, float]]:
-    truth_path = Path(getattr(truth, "truth_path", None) or f"{slide_path}.truth.json")
-    data = json.loads(truth_path.read_text(encoding="utf-8"))
+def _truth_nuclei(truth: DemoTruth) -> list[dict[str, float]]:
+    data = json.loads(truth.truth_path.read_text(encoding="utf-8"))
     return list(data["nuclei"] if isinstance(data, dict) else data)
 
 
-def test_every_demo_slide_nucleus_lies_in_a_planned_tile(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    pytest.importorskip("wsidesk.core.slide.demo")
-    pytest.importorskip("wsidesk.core.slide.openslide_reader")
-    try:
-        truth = request.getfixturevalue("demo_slide")
-    except pytest.FixtureLookupError:
-        pytest.skip("demo_slide fixture (tests/conftest.py) not available yet")
-    slide_path = Path(getattr(truth, "path", truth))
-    nuclei = _truth_nuclei(truth, slide_path)
+def test_every_demo_slide_nucleus_lies_in_a_planned_tile(demo_slide: DemoTruth) -> None:
+    slide_path = demo_slide.path
+    nuclei = _truth_nuclei(demo_slide)
     assert nuclei
 
     plan, _, _ = tissue_job.compute_plan(slide_path, tissue_job.TilingParams())
