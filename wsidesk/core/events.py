@@ -38,6 +38,16 @@ class EventName(StrEnum):
 
 EVENT_NAMES = frozenset(EventName)
 
+
+def event_name(name: str) -> EventName:
+    """The EventName of a string; ValueError naming the valid ones for any other."""
+    try:
+        return EventName(name)
+    except ValueError:
+        msg = f"unknown event name {name!r}; expected one of {sorted(EVENT_NAMES)}"
+        raise ValueError(msg) from None
+
+
 # The one mapping from a job event to the state it puts the job in.
 JOB_EVENT_STATES: Mapping[EventName, JobState] = MappingProxyType(
     {
@@ -78,12 +88,7 @@ class Event:
     payload: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        try:
-            name = EventName(self.event)
-        except ValueError:
-            msg = f"unknown event name {self.event!r}; expected one of {sorted(EVENT_NAMES)}"
-            raise ValueError(msg) from None
-        object.__setattr__(self, "event", name)
+        object.__setattr__(self, "event", event_name(self.event))
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
 
     @property

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from wsidesk.core.errors import ExecutorLost, JobCancelled, WsideskError
-from wsidesk.core.events import Event, EventName, EventSink
+from wsidesk.core.events import Event, EventName, EventSink, event_name
 from wsidesk.core.jobs import JobFunction, JobHooks, JobSpec, JobTask
 from wsidesk.core.scheduler.executors import Executor
 from wsidesk.core.scheduler.planner import (
@@ -36,7 +36,7 @@ from wsidesk.core.states import UNFINISHED_RUN_STATUSES, JobState, RunStatus
 from wsidesk.core.store.db import RunRecord, Store, StoreCheckpoints
 from wsidesk.core.store.eventlog import EventLog, write_json_atomic
 from wsidesk.core.workflow.io import dump_workflow, loads_workflow
-from wsidesk.core.workflow.model import Job, Workflow
+from wsidesk.core.workflow.model import Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Runner:
         source_text: str | None = None,
     ) -> str:
         """Start a run; an unfinished run of the same file and content whose process died is resumed."""
-        text = source_text if source_text is not None else dump_workflow(_absolute_images(workflow))
+        text = source_text if source_text is not None else dump_workflow(workflow.with_absolute_paths())
         digest = hashlib.sha256(text.encode()).hexdigest()
         source_str = str(source.resolve()) if source is not None else None
         if source_str is not None:
@@ -430,20 +430,9 @@ class Runner:
     def _emit_from_job(
         self, run: _ActiveRun, branch: str, job_id: str, name: str, fields: Mapping[str, Any], payload: Any = None
     ) -> None:
-        self._emit(run, EventName(name), job_id=job_id, branch=branch, fields=fields, payload=payload)
+        self._emit(run, event_name(name), job_id=job_id, branch=branch, fields=fields, payload=payload)
 
     def _emit_profile(self, profile: str, name: EventName, fields: Mapping[str, Any]) -> None:
         for run in self._runs.values():
             if run.record.profile == profile:
                 self._emit(run, name, fields=fields)
-
-
-def _absolute_images(workflow: Workflow) -> Workflow:
-    """The workflow with image paths made absolute, so its copy in the run folder stands alone."""
-
-    def absolute(job: Job) -> Job:
-        image = workflow.image_path(job) if job.image else None
-        return job if image is None else replace(job, image=str(image.resolve()))
-
-    branches = tuple(replace(b, jobs=tuple(absolute(j) for j in b.jobs)) for b in workflow.branches)
-    return replace(workflow, branches=branches)
