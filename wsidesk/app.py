@@ -172,7 +172,7 @@ def _executor_for(chosen: ExecutorConfig, data_dir: Path) -> tuple[Executor, str
     return QtExecutor(workers), warning
 
 
-def shutdown(window) -> None:  # noqa: ANN001
+def shutdown(window: MainWindow) -> None:
     """Stop dispatching, let running jobs reach a safe point (their runs stay resumable), close."""
     services = window.services
     services.runner.interrupt()

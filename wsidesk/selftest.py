@@ -173,7 +173,8 @@ def check_qt(state: _State) -> str:
 
     from wsidesk.app import build_main_window, shutdown
 
-    app = QApplication.instance() or QApplication(["wsidesk-selftest"])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(["wsidesk-selftest"])
     family = QFontInfo(app.font()).family()
     if not family:
         msg = (

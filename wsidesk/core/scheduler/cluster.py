@@ -43,7 +43,7 @@ class TlsConfig:
     def to_security(self) -> Security:
         from distributed.security import Security
 
-        return Security(
+        return Security(  # type: ignore[no-untyped-call]
             tls_ca_file=str(self.ca_file),
             tls_client_cert=str(self.cert),
             tls_client_key=str(self.key) if self.key else None,

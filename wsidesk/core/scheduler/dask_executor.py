@@ -67,7 +67,8 @@ class _Channel:
 def _dumps(value: Any) -> bytes:
     from distributed.protocol.pickle import dumps
 
-    return dumps(value)
+    data: bytes = dumps(value)  # type: ignore[no-untyped-call]
+    return data
 
 
 class _WorkerCancelFlag:
@@ -157,7 +158,7 @@ def start_local_cluster(workers: int, *, processes: bool = True, threads_per_wor
     # allowed-failures 0: a worker death fails the task at once and the executor's own retry-once rule
     # decides what happens next (Dask's default would rerun it silently up to 3 more times).
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        return LocalCluster(
+        return LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=workers,
             threads_per_worker=threads_per_worker,
             processes=processes,
@@ -183,7 +184,7 @@ class DaskExecutor:
         self._client = client
         self._cluster = cluster  # ours to close, when we started it
         self._payloads = payloads
-        self._address = str(client.scheduler.address)
+        self._address = str(client.scheduler.address)  # type: ignore[union-attr]
         try:
             client.wait_for_workers(1, timeout=timeout)
         except Exception as exc:  # TimeoutError, or the scheduler went away meanwhile
@@ -219,7 +220,7 @@ class DaskExecutor:
         self._lost: str | None = None
         self._closed = False
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        client.subscribe_topic(self._topic, self._on_event)
+        client.subscribe_topic(self._topic, self._on_event)  # type: ignore[no-untyped-call]
         # Submitting costs a few ms (pickling, waking the client's event loop): a sender thread does it,
         # so that the runner's lock and the pump never wait for it.
         self._outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -250,9 +251,9 @@ class DaskExecutor:
                 if security is not None:
                     logger.info("TLS settings apply to remote schedulers; the local cluster stays on loopback")
                 cluster = start_local_cluster(max_workers or 2, processes=processes)
-                client = Client(cluster, set_as_default=False, timeout=timeout)
+                client = Client(cluster, set_as_default=False, timeout=timeout)  # type: ignore[no-untyped-call]
             else:
-                client = Client(address, security=security, set_as_default=False, timeout=timeout)
+                client = Client(address, security=security, set_as_default=False, timeout=timeout)  # type: ignore[no-untyped-call]
         except Exception as exc:
             if cluster is not None:
                 cluster.close()
@@ -266,7 +267,7 @@ class DaskExecutor:
         try:
             return cls(client, max_workers=max_workers, cluster=cluster, timeout=timeout, payloads=payloads)
         except BaseException:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
             if cluster is not None:
                 cluster.close()
             raise
@@ -302,11 +303,11 @@ class DaskExecutor:
         self._inbox.put(_STOP)
         self._pump.join(timeout=10)
         try:
-            self._client.unsubscribe_topic(self._topic)
+            self._client.unsubscribe_topic(self._topic)  # type: ignore[no-untyped-call]
         except Exception:  # noqa: BLE001 - closing anyway
             logger.debug("unsubscribe failed", exc_info=True)
         try:
-            self._client.close(timeout=5)
+            self._client.close(timeout=5)  # type: ignore[no-untyped-call]
         except Exception:  # noqa: BLE001 - a lost scheduler cannot say goodbye
             logger.debug("client close failed", exc_info=True)
         if self._cluster is not None:
@@ -346,7 +347,7 @@ class DaskExecutor:
             self._inbox.put(("fail", flight, self._lost_error(flight.task, f"submitting failed: {exc}")))
             return
         flight.future = future
-        future.add_done_callback(lambda _f: self._inbox.put(("done", key)))
+        future.add_done_callback(lambda _f: self._inbox.put(("done", key)))  # type: ignore[no-untyped-call]
 
     # -- receiving (event loop thread -> pump thread) ---------------------------------------------
     def _on_event(self, event: tuple[float, Any]) -> None:
@@ -501,7 +502,7 @@ class DaskExecutor:
         flight.cancel_sent = True
         key, future = flight.key, flight.future
         try:
-            Event(CANCEL_PREFIX + key, client=self._client).set()
+            Event(CANCEL_PREFIX + key, client=self._client).set()  # type: ignore[no-untyped-call]
             if future is not None and (flight.worker is None or started_too):
                 future.cancel(reason="wsidesk-cancelled")
         except Exception as exc:  # noqa: BLE001 - a lost scheduler shows up as the future's state
@@ -511,14 +512,15 @@ class DaskExecutor:
         from distributed import Event
 
         try:  # a cleared Event with no waiters is deleted on the scheduler
-            Event(CANCEL_PREFIX + key, client=self._client).clear()
+            Event(CANCEL_PREFIX + key, client=self._client).clear()  # type: ignore[no-untyped-call]
         except Exception:  # noqa: BLE001
             logger.debug("clearing cancel event of %s failed", key, exc_info=True)
 
 
 def _future_exception(future: Any) -> BaseException | None:
     try:
-        return future.exception(timeout=5)
+        error: BaseException | None = future.exception(timeout=5)
+        return error
     except Exception:  # noqa: BLE001 - no answer: treated like a lost connection
         return None
 

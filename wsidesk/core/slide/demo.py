@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class DemoGroundTruth:
         rows, cols = self.tissue_mask.shape
         i = np.clip(np.rint(np.asarray(y, dtype=float) / ds).astype(int), 0, rows - 1)
         j = np.clip(np.rint(np.asarray(x, dtype=float) / ds).astype(int), 0, cols - 1)
-        return self.tissue_mask[i, j]
+        return np.asarray(self.tissue_mask[i, j])
 
 
 # -- noise ----------------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def _bilinear(grid: np.ndarray, ds: int, xs: np.ndarray, ys: np.ndarray) -> np.n
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
-    noise = gaussian_filter(rng.standard_normal(shape), sigma=max(sigma, 0.5), mode="reflect")
+    noise: np.ndarray = gaussian_filter(rng.standard_normal(shape), sigma=max(sigma, 0.5), mode="reflect")
     std = float(noise.std())
     return noise / std if std > 0 else noise
 
@@ -202,6 +203,11 @@ def _tissue_grid(
     return dist, eosin
 
 
+def _rows(keep: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The `keep` rows of each column."""
+    return tuple(a[keep] for a in columns)
+
+
 def _place_nuclei(rng: np.random.Generator, width: int, height: int, mpp: float, dist: np.ndarray) -> np.ndarray:
     from scipy.spatial import cKDTree
 
@@ -258,7 +264,7 @@ def _place_nuclei(rng: np.random.Generator, width: int, height: int, mpp: float,
         & (y - rx - 2 >= 0)
         & (y + rx + 2 < height)
     )
-    x, y, rx, ry, angle, hema, kind = (a[inside] for a in (x, y, rx, ry, angle, hema, kind))
+    x, y, rx, ry, angle, hema, kind = _rows(inside, x, y, rx, ry, angle, hema, kind)
 
     if x.size > 1:
         gap = _NUCLEUS_GAP_UM / mpp
@@ -272,7 +278,7 @@ def _place_nuclei(rng: np.random.Generator, width: int, height: int, mpp: float,
             losers = np.where(priority[i] < priority[j], i, j)
             alive = np.ones(x.size, dtype=bool)
             alive[losers] = False
-            x, y, rx, ry, angle, hema, kind = (a[alive] for a in (x, y, rx, ry, angle, hema, kind))
+            x, y, rx, ry, angle, hema, kind = _rows(alive, x, y, rx, ry, angle, hema, kind)
     order = np.argsort(y, kind="stable")
     salts = rng.integers(0, 2**31, x.size)
     out = np.column_stack([x, y, rx, ry, angle, hema, kind, salts]).astype(np.float64)
@@ -487,8 +493,8 @@ def write_demo_slide(
 
     header = f"Aperio Image Library v12.0.0 \n{width}x{height} [0,0 {width}x{height}] ({tile}x{tile})"
     meta = f"AppMag = 20|MPP = {mpp:.4f}|Filename = wsidesk-demo|Title = wsidesk synthetic demo slide"
-    common = {"photometric": "rgb", "metadata": None, "software": False}
-    tiled = {
+    common: dict[str, Any] = {"photometric": "rgb", "metadata": None, "software": False}
+    tiled: dict[str, Any] = {
         **common,
         "tile": (tile, tile),
         "compression": "jpeg",

@@ -142,7 +142,7 @@ class OpenSlideReader:
     def _read_rgba(self, what: str, x: int, y: int, level: int, size: tuple[int, int]) -> Image.Image:
         openslide = _openslide()
         try:
-            return self._slide.read_region((x, y), level, size)
+            image: Image.Image = self._slide.read_region((x, y), level, size)
         except openslide.OpenSlideError as exc:
             # OpenSlide latches the first error: every later call on this handle fails too.
             self._broken = str(exc)
@@ -154,6 +154,7 @@ class OpenSlideReader:
         except (ValueError, OSError) as exc:
             msg = f"cannot {what} of slide {self.path}: {exc}"
             raise SlideError(msg) from exc
+        return image
 
     def read_region(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
         what = f"read region x={x} y={y} level={level} {width}x{height}"
