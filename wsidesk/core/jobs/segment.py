@@ -171,7 +171,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         failed.update(result.failed)
         emitted["batches"] += 1
         ctx.emit(
-            "tile_batch_done",
+            EventName.TILE_BATCH_DONE,
             {
                 "done": result.done,
                 "total": result.total,
@@ -213,7 +213,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     if emitted["batches"] == 0:  # nothing left to run (resumed or no tissue): still report where it stands
         n_cells = len(merger.cells())
         ctx.emit(
-            "tile_batch_done",
+            EventName.TILE_BATCH_DONE,
             {
                 "done": len(done) + len(failed),
                 "total": plan.tissue,
