@@ -123,7 +123,8 @@ def _ring(polygon: np.ndarray) -> list[list[float]]:
     ring = np.round(np.asarray(polygon, dtype=np.float64), COORD_DECIMALS)
     if len(ring) and not np.array_equal(ring[0], ring[-1]):
         ring = np.vstack((ring, ring[:1]))
-    return ring.tolist()
+    rows: list[list[float]] = ring.tolist()
+    return rows
 
 
 def _finite(values: Mapping[str, float]) -> dict[str, float]:

@@ -292,7 +292,7 @@ def _fix_invalid(geoms: np.ndarray) -> np.ndarray:
     invalid = np.flatnonzero(~shapely.is_valid(geoms))
     for i in invalid.tolist():
         fixed = shapely.make_valid(geoms[i])
-        parts: Sequence = [g for g in shapely.get_parts(fixed) if g.geom_type == "Polygon"]
+        parts: Sequence[shapely.Geometry] = [g for g in shapely.get_parts(fixed) if g.geom_type == "Polygon"]
         if parts:
             largest = max(parts, key=lambda g: g.area)
             geoms[i] = shapely.Polygon(largest.exterior)

@@ -124,7 +124,7 @@ def _geometries(cells: list[Cell]) -> np.ndarray:
     invalid = ~shapely.is_valid(geoms)
     if invalid.any():
         geoms[invalid] = shapely.make_valid(geoms[invalid])
-    return geoms
+    return np.asarray(geoms)
 
 
 __all__ = ["CellMerger"]
