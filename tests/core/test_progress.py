@@ -95,3 +95,59 @@ def test_console_without_a_terminal_writes_plain_lines() -> None:
         "[r1] b/j1 4 tissue tiles of 10 (6 background skipped)",
         "[r1] run finished: failed",
     ]
+
+
+def _batch(tiles: int, done: int, total: int) -> object:
+    from wsidesk.core.segment.engine import BatchResult
+
+    return BatchResult(tuple(range(done - tiles, done)), {}, (), done, total, 0)
+
+
+def test_rate_and_eta_show_on_a_slow_cpu_run_with_a_batch_every_22_seconds() -> None:
+    """Batch 16 on CPU: 22 s between batches, longer than any short window; the rate counts from the start."""
+    book = ProgressBook()
+    book.apply(ev("job_started", "seg", ts=0.0))
+    book.apply(ev("tiles_planned", "seg", ts=1.0, total=400, tissue=320, skipped=80))
+    job = book.runs["r1"].jobs["seg"]
+    for i in range(1, 4):
+        ts, done = 2.0 + 22.0 * i, 16 * i
+        book.apply(
+            Event(
+                "tile_batch_done",
+                "r1",
+                "alice",
+                "wf",
+                "b",
+                "seg",
+                {"done": done, "total": 320},
+                ts,
+                _batch(16, done, 320),
+            )
+        )
+        assert job.rate > 0, f"a rate after batch {i}"
+        assert job.eta is not None
+    assert job.rate == pytest.approx(48 / 68.0)
+    assert job.eta == pytest.approx((320 - 48) / (48 / 68.0))
+
+
+def test_rate_after_a_resume_counts_only_tiles_run_since_the_job_started() -> None:
+    book = ProgressBook()
+    book.apply(ev("job_started", "seg", ts=100.0))
+    batch = _batch(16, 216, 320)  # 200 tiles restored from the interrupted run, then one batch of 16
+    book.apply(Event("tile_batch_done", "r1", "alice", "wf", "b", "seg", {"done": 216, "total": 320}, 132.0, batch))
+    assert book.runs["r1"].jobs["seg"].rate == pytest.approx(16 / 32.0)
+
+
+def test_waiting_run_counts_its_jobs_and_cancel_shows_cancelling_until_it_finishes() -> None:
+    book = ProgressBook()
+    book.expect("r1", profile="alice", workflow="wf", jobs=[("a", "b"), ("c", "b"), ("d", "e")])
+    run = book.apply(ev("profile_queued", position=1))
+    assert (run.done_jobs, len(run.jobs)) == (0, 3)
+    assert run.state_text == "waiting (#1)"
+    book.apply(ev("profile_activated"))
+    book.cancel_requested("r1")
+    assert run.state_text == "cancelling…"
+    book.apply(ev("job_cancelled", "a", reason="cancelled"))
+    assert run.state_text == "cancelling…"
+    book.apply(ev("run_finished", status="cancelled"))
+    assert run.state_text == "cancelled" and not run.cancelling

@@ -6,12 +6,14 @@ One book feeds every display: the GUI's run dashboard and the headless console r
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from wsidesk.core.events import Event, EventName
 from wsidesk.core.states import JobState, RunStatus
 
-RATE_WINDOW = 10.0  # seconds of tile batches the rate is measured over
+# The rate is measured from the job's start, not over a short window: on CPU a batch of 16 tiles can
+# take longer than any sensible window, and a window holding one batch has no rate at all.
 
 
 @dataclass(slots=True)
@@ -24,16 +26,17 @@ class JobProgress:
     cells: int = 0
     started: float | None = None
     first_batch: float | None = None  # when its first tile batch since it started arrived
-    tile_times: list[tuple[float, int]] = field(default_factory=list)  # (ts, done) for the rate
+    rate_origin: tuple[float, int] | None = None  # (ts, tiles done) the rate counts from
+    last_batch: tuple[float, int] | None = None  # (ts, tiles done) of the newest batch
     log: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
-        """Tiles per second over the last ~10 s of batches."""
-        if len(self.tile_times) < 2:
+        """Tiles per second since the job started (tiles restored by a resume do not count)."""
+        if self.rate_origin is None or self.last_batch is None:
             return 0.0
-        (t0, d0), (t1, d1) = self.tile_times[0], self.tile_times[-1]
-        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+        (t0, d0), (t1, d1) = self.rate_origin, self.last_batch
+        return (d1 - d0) / (t1 - t0) if t1 > t0 and d1 > d0 else 0.0
 
     @property
     def eta(self) -> float | None:
@@ -58,12 +61,22 @@ class RunProgress:
     jobs: dict[str, JobProgress] = field(default_factory=dict)
     # Jobs finished since the run was (re)submitted, counting those an earlier attempt finished.
     jobs_finished: int = 0
+    cancelling: bool = False  # a cancel was asked for and the run has not finished yet
 
     def job(self, event: Event) -> JobProgress:
         job_id = event.job_id or ""
         if job_id not in self.jobs:
             self.jobs[job_id] = JobProgress(job_id, event.branch or "")
         return self.jobs[job_id]
+
+    @property
+    def state_text(self) -> str:
+        """What a display shows as the run's state."""
+        if self.cancelling and self.status.is_active:
+            return "cancelling…"
+        if self.queue_position is not None and self.status is RunStatus.WAITING:
+            return f"waiting (#{self.queue_position})"
+        return str(self.status)
 
     @property
     def done_jobs(self) -> int:
@@ -78,20 +91,48 @@ class ProgressBook:
         self.runs: dict[str, RunProgress] = {}
         self.tiles_done_total = 0  # across runs, for the tiles/s plot
 
+    def expect(
+        self,
+        run_id: str,
+        *,
+        profile: str,
+        workflow: str,
+        jobs: Iterable[tuple[str, str]],
+        status: RunStatus = RunStatus.RUNNING,
+        states: Mapping[str, JobState] | None = None,
+    ) -> RunProgress:
+        """Make a run known with all its jobs ``(job_id, branch)`` before (or without) its events:
+        a waiting run counts its jobs, and a run from an earlier session shows where it stopped."""
+        run = self.runs.get(run_id)
+        if run is None:
+            run = self.runs[run_id] = RunProgress(run_id, profile, workflow, status=status)
+        for job_id, branch in jobs:
+            job = run.jobs.setdefault(job_id, JobProgress(job_id, branch))
+            if states and job_id in states:
+                job.state = states[job_id]
+        return run
+
+    def cancel_requested(self, run_id: str) -> RunProgress | None:
+        """Mark a run as cancelling until its ``run_finished`` arrives."""
+        run = self.runs.get(run_id)
+        if run is not None and run.status.is_active:
+            run.cancelling = True
+        return run
+
     def apply(self, event: Event) -> RunProgress:
         run = self.runs.get(event.run_id)
         if run is None:
             run = self.runs[event.run_id] = RunProgress(event.run_id, event.profile, event.workflow)
         name, f = event.event, event.fields
         if name is EventName.RUN_SUBMITTED:
-            run.status = RunStatus.RUNNING
+            run.status, run.cancelling = RunStatus.RUNNING, False
             run.jobs_finished = int(f.get("done", 0))
         elif name is EventName.PROFILE_QUEUED:
             run.status, run.queue_position = RunStatus.WAITING, int(f.get("position", 0))
         elif name is EventName.PROFILE_ACTIVATED:
             run.status, run.queue_position = RunStatus.RUNNING, None
         elif name is EventName.RUN_FINISHED:
-            run.status = RunStatus(str(f.get("status")))
+            run.status, run.cancelling = RunStatus(str(f.get("status"))), False
         if event.job_id is None:
             return run
         job = run.job(event)
@@ -101,7 +142,7 @@ class ProgressBook:
             if state is JobState.RUNNING:
                 job.started = event.ts
                 job.first_batch = None
-                job.tile_times.clear()
+                job.rate_origin = job.last_batch = None
             else:
                 run.jobs_finished += 1
             detail = f.get("error") or f.get("reason")
@@ -115,8 +156,13 @@ class ProgressBook:
             job.tiles_done, job.tiles_total, job.cells = done, int(f.get("total", 0)), int(f.get("cells", 0))
             if job.first_batch is None:
                 job.first_batch = event.ts
-            job.tile_times.append((event.ts, done))
-            job.tile_times[:] = [(t, d) for t, d in job.tile_times if t >= event.ts - RATE_WINDOW]
+                batch = event.batch
+                if batch is not None and job.started is not None:
+                    # This batch's tiles ran since the job started; tiles done before (a resume) do not.
+                    job.rate_origin = (job.started, done - len(batch.tile_indices) - len(batch.failed))
+                else:
+                    job.rate_origin = (event.ts, done)
+            job.last_batch = (event.ts, done)
         return run
 
     def active_runs(self) -> list[RunProgress]:

@@ -134,7 +134,7 @@ class RunDashboard(QWidget):
         bar = self._bars[key]
         bar.setMaximum(max(job.tiles_total, 1))
         bar.setValue(bar.maximum() if job.state is JobState.SUCCEEDED else job.tiles_done)
-        if job.tiles_done or job.tile_times:  # a segmentation streaming batches
+        if job.tiles_done or job.last_batch:  # a segmentation streaming batches
             item.setText(3, f"{job.tiles_done}/{job.tiles_total}")
         else:  # planned only (a tissue job) or not started
             item.setText(3, f"{job.tiles_total} planned" if job.tiles_total else "")
