@@ -49,6 +49,15 @@ def _mpp_from_properties(props: Any) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+# What libtiff/OpenSlide say about a well-formed file they cannot decode (vs. corrupt bytes).
+_UNSUPPORTED_MARKERS = ("can not handle", "cannot handle", "unsupported", "not supported")
+
+
+def _unsupported(message: str) -> bool:
+    text = message.lower()
+    return any(marker in text for marker in _UNSUPPORTED_MARKERS)
+
+
 class OpenSlideReader:
     """A slide opened with OpenSlide. Reads are thread-safe (OpenSlide handles are)."""
 
@@ -133,9 +142,12 @@ class OpenSlideReader:
             msg = f"cannot {what} of slide {self.path}: the slide has been closed"
             raise SlideError(msg)
         if self._broken is not None:
+            why = (
+                "its image encoding is not supported" if _unsupported(self._broken) else "the file is probably damaged"
+            )
             msg = (
                 f"cannot {what} of slide {self.path}: an earlier read failed ({self._broken}) and "
-                "OpenSlide cannot read from this handle any more; the file is probably damaged"
+                f"OpenSlide cannot read from this handle any more; {why}"
             )
             raise SlideError(msg)
 
@@ -146,10 +158,18 @@ class OpenSlideReader:
         except openslide.OpenSlideError as exc:
             # OpenSlide latches the first error: every later call on this handle fails too.
             self._broken = str(exc)
-            msg = (
-                f"cannot {what} of slide {self.path}: {exc} (the file is probably damaged; "
-                "this slide handle can no longer be used)"
-            )
+            if _unsupported(self._broken):
+                # A valid file in an encoding OpenSlide cannot decode: not damage, and re-copying won't help.
+                msg = (
+                    f"cannot {what} of slide {self.path}: {exc} (an unsupported image encoding, e.g. 16/32-bit "
+                    "or float samples; convert it to an 8-bit RGB pyramidal TIFF, e.g. "
+                    "`vips tiffsave in out.tif --tile --pyramid --compression jpeg`)"
+                )
+            else:
+                msg = (
+                    f"cannot {what} of slide {self.path}: {exc} (the file is probably damaged; "
+                    "this slide handle can no longer be used)"
+                )
             raise SlideError(msg) from exc
         except (ValueError, OSError) as exc:
             msg = f"cannot {what} of slide {self.path}: {exc}"

@@ -65,3 +65,16 @@ def require_mpp(reader: SlideReader, override: float | None = None) -> float:
         )
         raise SlideError(msg)
     return reader.mpp
+
+
+def looks_grayscale(rgb: np.ndarray, *, tolerance: int = 2) -> bool:
+    """Whether an RGB image (e.g. a slide's thumbnail) has no colour: every pixel's channels are equal
+    within `tolerance`. Grayscale and single-channel slides read as such through OpenSlide; brightfield
+    models expect stained (coloured) tissue and find nothing on them."""
+    if rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[2] == 1):
+        return True
+    if rgb.ndim != 3 or rgb.shape[2] < 3 or rgb.size == 0:
+        return False
+    channels = rgb[..., :3].astype(np.int16)
+    spread = channels.max(axis=2) - channels.min(axis=2)
+    return bool(spread.max() <= tolerance)
