@@ -1,4 +1,4 @@
-"""Command line: `wsidesk run|validate|segment|demo-slide|profiles|models|selftest ...` (see README)."""
+"""Command line: `wsidesk run|validate|segment|demo-slide|profiles|store|models|selftest ...` (see README)."""
 
 from __future__ import annotations
 
@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     profiles.add_argument("name", nargs="?")
     _common(profiles)
 
+    store = sub.add_parser("store", help="repair the run store (the database in the data folder)")
+    store.add_argument("action", choices=["rebuild"], help="rebuild: refill the store from the run folders")
+    store.add_argument("--force", action="store_true", help="rebuild even when the store looks healthy")
+    _common(store)
+
     models = sub.add_parser("models", help="manage segmentation models")
     models.add_argument("action", nargs="?", choices=["list", "install", "verify"], default="list")
     models.add_argument("name", nargs="?")
@@ -188,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "segment": cmd_segment,
         "demo-slide": cmd_demo_slide,
         "profiles": cmd_profiles,
+        "store": cmd_store,
         "models": cmd_models,
         "selftest": cmd_selftest,
     }
@@ -347,6 +353,11 @@ def _execute(
             pass
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED, []
+    except WsideskError:
+        # This run could not start (exit 2); the ones already started stop as resumable.
+        runner.interrupt()
+        runner.wait(timeout=60)
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
         executor.shutdown(wait=True)
@@ -418,6 +429,49 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     else:
         print(f"profile {args.name!r} {'added' if args.action == 'add' else 'removed'}")
     return EXIT_OK
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    from wsidesk.core.store import Store
+    from wsidesk.core.store.db import StoreDamagedError
+    from wsidesk.core.store.rebuild import rebuild_store
+
+    data_dir = _data_dir(args)
+    if not args.force:
+        try:
+            Store(data_dir).close()
+        except StoreDamagedError:
+            pass  # what rebuild is for
+        else:
+            print(
+                f"wsidesk store rebuild: the store in {data_dir} is healthy; nothing to rebuild "
+                f"(--force rebuilds it anyway from the run folders)",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
+    report = rebuild_store(data_dir)
+    if args.json:
+        _print_json(
+            {
+                "database": str(report.database),
+                "kept_as": str(report.kept_as) if report.kept_as else None,
+                "profiles": report.profiles,
+                "runs": {run_id: str(status) for run_id, status in report.runs.items()},
+                "tiles": report.tiles,
+                "skipped": report.skipped,
+            }
+        )
+    if report.kept_as is not None:
+        print(f"the old store is kept as {report.kept_as}", file=sys.stderr)
+    for problem in report.skipped:
+        print(f"not rebuilt: {problem}", file=sys.stderr)
+    interrupted = sum(1 for s in report.runs.values() if s == "interrupted")
+    print(
+        f"rebuilt {report.database}: {len(report.profiles)} profile(s), {len(report.runs)} run(s) "
+        f"({interrupted} interrupted: the same command resumes them), {report.tiles} tile checkpoint(s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK if not report.skipped else EXIT_FAILED
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ import logging
 import os
 import pickle
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from wsidesk.core.errors import ExecutorLost, JobCancelled, JobError, WsideskError
 from wsidesk.core.jobs.task import ForwardingCheckpoints, JobSpec, JobTask, run_job
 from wsidesk.core.scheduler.cluster import DEFAULT_TIMEOUT_S
-from wsidesk.core.scheduler.executors import Done
+from wsidesk.core.scheduler.executors import Done, deliver
 
 if TYPE_CHECKING:
     from distributed import Client, LocalCluster
@@ -51,6 +52,41 @@ GPU_RESOURCE = "GPU"  # `dask worker --resources GPU=1`: segment jobs then ask f
 
 class DaskConnectError(WsideskError):
     """The Dask scheduler cannot be reached, or no worker joined it in time."""
+
+
+PROBE_TIMEOUT_S = 3.0
+_PROBED_SCHEMES = ("tcp", "tls")
+
+
+def probe_scheduler(address: str, *, timeout: float) -> None:
+    """Fail fast on an address that is malformed or where nothing listens, before Dask's client
+    waits its full timeout (and then complains again from its destructor)."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in _PROBED_SCHEMES:
+        return  # inproc://, ucx://, ws://: Dask checks these itself
+    if ":" not in rest.rstrip("/"):
+        return  # no port: Dask applies its default
+    host, _, port_text = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    port = int(port_text) if port_text.isdigit() else 0
+    if not host or not 0 < port < 65536:
+        msg = (
+            f"{address!r} is not a Dask scheduler address; write it like tcp://host:8786 or tls://host:8786 "
+            f"(--scheduler-address or scheduler_address in cluster.yaml)"
+        )
+        raise DaskConnectError(msg)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        msg = (
+            f"cannot connect to the Dask scheduler at {address}: {why}; start one with `dask scheduler` "
+            f"and check --scheduler-address and cluster.yaml"
+        )
+        raise DaskConnectError(msg) from exc
 
 
 # -- worker side --------------------------------------------------------------------------------
@@ -245,6 +281,8 @@ class DaskExecutor:
         payloads (cell polygons for a live overlay) on the workers: less traffic when nobody shows them."""
         from distributed import Client
 
+        if address is not None:
+            probe_scheduler(address, timeout=min(timeout, PROBE_TIMEOUT_S))
         cluster = None
         try:
             if address is None:
@@ -465,7 +503,7 @@ class DaskExecutor:
             self._clear_cancel_event(flight.key)
         flight.future = None
         try:
-            flight.done(result, error)
+            deliver(flight.done, result, error)  # an exception in `done` reaches the runner
         finally:
             for held in failed:
                 self._inbox.put(("fail", held, ExecutorLost(lost or "")))

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -18,10 +19,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from wsidesk.core.errors import ExecutorLost, JobCancelled, WsideskError
+from wsidesk.core.errors import ExecutorLost, JobCancelled, StoreError, WorkflowError, WsideskError
 from wsidesk.core.events import Event, EventName, EventSink, event_name
+from wsidesk.core.fileio import atomic_write, disk_full_message, is_disk_full
 from wsidesk.core.jobs import JobFunction, JobHooks, JobSpec, JobTask
-from wsidesk.core.scheduler.executors import Executor
+from wsidesk.core.scheduler.executors import Completion, Executor
 from wsidesk.core.scheduler.planner import (
     JobCancellation,
     JobKey,
@@ -66,6 +68,11 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _path_text(path: Path) -> str:
+    """The path as text that the store can hold: a name that is not UTF-8 keeps its bytes as escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def describe_error(error: BaseException) -> str:
     """A one-line reason for a user: our own errors speak for themselves, others get their type."""
     if isinstance(error, WsideskError):
@@ -96,6 +103,7 @@ class Runner:
         self._finished: dict[str, RunStatus] = {}  # run_id -> final status
         self._interrupted = False
         self._executor_error: ExecutorLost | None = None
+        self._write_errors: set[str] = set()  # store/log write failures already logged
 
     # -- submitting ---------------------------------------------------------------------------
     def submit(
@@ -109,26 +117,60 @@ class Runner:
         """Start a run; an unfinished run of the same file and content whose process died is resumed."""
         text = source_text if source_text is not None else dump_workflow(workflow.with_absolute_paths())
         digest = hashlib.sha256(text.encode()).hexdigest()
-        source_str = str(source.resolve()) if source is not None else None
+        source_str = _path_text(source.resolve()) if source is not None else None
         if source_str is not None:
             previous = self._store.find_resumable(profile, source_str, digest)
             if previous is not None and not _pid_alive(previous.owner_pid):
-                logger.info("resuming run %s of %s", previous.run_id, source_str)
-                return self.resume(previous.run_id, profile=profile)
+                if (previous.run_dir / "workflow.yaml").is_file():
+                    logger.info("resuming run %s of %s", previous.run_id, source_str)
+                    return self.resume(previous.run_id, profile=profile)
+                self._mark_lost(previous, "starting a fresh run")
         run_id = new_run_id()
-        record = self._store.create_run(
-            run_id=run_id,
-            profile=profile,
-            workflow=workflow.name,
-            jobs=[(job.job_id, branch.name) for branch, job in workflow.jobs()],
-            source=source_str,
-            source_sha256=digest,
-            owner_pid=os.getpid(),
-        )
-        record.run_dir.mkdir(parents=True, exist_ok=True)
-        (record.run_dir / "workflow.yaml").write_text(text, encoding="utf-8")
+        run_dir = self._store.layout.run_dir(profile, run_id)
+        # Folder and workflow copy first, the store row last: a run in the store always has both, and
+        # a failure part-way leaves nothing behind that a later run would trip over.
+        try:
+            run_dir.mkdir(parents=True)
+            with atomic_write(run_dir / "workflow.yaml") as f:
+                f.write(text)
+        except OSError as exc:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise StoreError(self._io_message(f"cannot create the run folder {run_dir}", exc)) from exc
+        try:
+            record = self._store.create_run(
+                run_id=run_id,
+                profile=profile,
+                workflow=workflow.name,
+                jobs=[(job.job_id, branch.name) for branch, job in workflow.jobs()],
+                source=source_str,
+                source_sha256=digest,
+                owner_pid=os.getpid(),
+            )
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         self._start(record, workflow, done=(), resumed=False)
         return run_id
+
+    def _mark_lost(self, record: RunRecord, then: str) -> None:
+        logger.warning(
+            "run %s of %r: its folder %s (or its workflow.yaml) is gone; marked lost (failed), %s",
+            record.run_id,
+            record.workflow,
+            record.run_dir,
+            then,
+        )
+        self._store.set_run_status(record.run_id, RunStatus.FAILED, owner_pid=None)
+
+    def _io_message(self, what: str, exc: OSError) -> str:
+        if is_disk_full(exc):
+            return disk_full_message(self._store.layout.root)
+        return f"{what}: {exc.strerror or exc}; make the data folder writable or pass another with --data-dir"
+
+    def _describe(self, error: BaseException) -> str:
+        if not isinstance(error, WsideskError) and is_disk_full(error):
+            return disk_full_message(self._store.layout.root)
+        return describe_error(error)
 
     def resume(self, run_id: str, *, profile: str) -> str:
         """Continue an interrupted run: succeeded jobs are kept, the rest run again."""
@@ -138,6 +180,20 @@ class Runner:
                 return run_id
         if record.status not in UNFINISHED_RUN_STATUSES:
             msg = f"run {run_id} already finished ({record.status}); submit the workflow again instead"
+            raise WsideskError(msg)
+        if not (record.run_dir / "workflow.yaml").is_file():
+            self._mark_lost(record, "so it cannot be resumed")
+            msg = (
+                f"run {run_id} cannot be resumed: its folder {record.run_dir} (or its workflow.yaml) is gone; "
+                f"run the workflow again"
+            )
+            raise StoreError(msg)
+        owner = self._store.claim_run(run_id, os.getpid(), alive=_pid_alive)
+        if owner is not None:
+            msg = (
+                f"run {run_id} is still running in process {owner}; wait for it to finish, or stop it "
+                f"(Ctrl-C) and then resume it"
+            )
             raise WsideskError(msg)
         workflow = self._run_workflow(record)
         done = [j.job_id for j in self._store.jobs(run_id) if j.state == JobState.SUCCEEDED]
@@ -180,9 +236,23 @@ class Runner:
         return run_id
 
     def _run_workflow(self, record: RunRecord) -> Workflow:
-        text = (record.run_dir / "workflow.yaml").read_text(encoding="utf-8")
-        # Relative image paths stay relative to the original YAML file.
-        return loads_workflow(text, file=record.source or record.run_dir / "workflow.yaml")
+        copy = record.run_dir / "workflow.yaml"
+        try:
+            text = copy.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = f"cannot read run {record.run_id}'s copy of its workflow {copy}: {exc}; run the workflow again"
+            raise StoreError(msg) from exc
+        try:
+            # Relative image paths stay relative to the original YAML file.
+            return loads_workflow(text, file=record.source or copy)
+        except WorkflowError as exc:
+            # The message names the original file, but what failed is the run's own copy of it.
+            problem = str(exc).replace(record.source, str(copy)) if record.source else str(exc)
+            msg = (
+                f"run {record.run_id}'s own copy of its workflow, {copy}, is invalid: {problem} "
+                f"(the copy is what a resume runs; run the workflow file again instead)"
+            )
+            raise WorkflowError(msg, file=str(copy), job_id=exc.job_id) from exc
 
     def _reopen(self, record: RunRecord, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
@@ -198,7 +268,10 @@ class Runner:
                     run.outputs[job.job_id] = dict(job.outputs)
             self._runs[record.run_id] = run
             self._planner.forget(record.run_id)  # a resumed or retried run starts over in the planner
-            self._emit(run, EventName.RUN_SUBMITTED, fields={"resumed": resumed, "done": len(run.outputs)})
+            fields: dict[str, Any] = {"resumed": resumed, "done": len(run.outputs)}
+            if record.source is not None:  # lets `wsidesk store rebuild` find "the same command" again
+                fields["source"] = record.source
+            self._emit(run, EventName.RUN_SUBMITTED, fields=fields)
             self._apply(self._planner.submit(record.run_id, record.profile, workflow, done=done))
             self._dispatch()
 
@@ -252,50 +325,109 @@ class Runner:
     def _dispatch(self) -> None:
         if self._interrupted:
             return
-        for key in self._planner.ready():
-            self._apply(self._planner.started(key))
-            run = self._runs[key.run_id]
-            workflow = run.workflow
-            job = workflow.job(key.job_id)
-            branch = workflow.branch_of(key.job_id)
-            self._store.set_job_state(key.run_id, key.job_id, JobState.RUNNING)
-            self._emit(run, EventName.JOB_STARTED, job_id=key.job_id, branch=branch)
-            spec = JobSpec(
-                run_id=key.run_id,
-                profile=run.record.profile,
-                workflow=workflow,
-                branch=branch,
-                job=job,
-                params=workflow.job_params(job),
-                image=workflow.image_path(job),
-                out_dir=run.record.run_dir / job.job_id,
-                inputs={dep: run.outputs.get(dep, {}) for dep in job.depends_on},
-                models_dir=self._store.layout.models_dir,
-                function=self._job_functions.get(job.type),
-            )
-            hooks = JobHooks(
-                emit=partial(self._emit_from_job, run, branch, key.job_id),
-                is_cancelled=run.cancel.is_set,
-                checkpoints=StoreCheckpoints(self._store, key.run_id, key.job_id),
-            )
-            self._executor.submit(JobTask(spec, hooks), partial(self._on_done, key))
+        while ready := self._planner.ready():
+            for key in ready:
+                self._apply(self._planner.started(key))
+                try:
+                    self._launch(key)
+                except Exception as exc:  # noqa: BLE001 - e.g. disk full: the job fails, the run goes on
+                    self._fail(key, exc)
+
+    def _launch(self, key: JobKey) -> None:
+        run = self._runs[key.run_id]
+        workflow = run.workflow
+        job = workflow.job(key.job_id)
+        branch = workflow.branch_of(key.job_id)
+        self._store.set_job_state(key.run_id, key.job_id, JobState.RUNNING)
+        self._emit(run, EventName.JOB_STARTED, job_id=key.job_id, branch=branch)
+        spec = JobSpec(
+            run_id=key.run_id,
+            profile=run.record.profile,
+            workflow=workflow,
+            branch=branch,
+            job=job,
+            params=workflow.job_params(job),
+            image=workflow.image_path(job),
+            out_dir=run.record.run_dir / job.job_id,
+            inputs={dep: run.outputs.get(dep, {}) for dep in job.depends_on},
+            models_dir=self._store.layout.models_dir,
+            function=self._job_functions.get(job.type),
+        )
+        hooks = JobHooks(
+            emit=partial(self._emit_from_job, run, branch, key.job_id),
+            is_cancelled=run.cancel.is_set,
+            checkpoints=StoreCheckpoints(self._store, key.run_id, key.job_id),
+        )
+        done = Completion(partial(self._on_done, key), partial(self._on_fault, key))
+        self._executor.submit(JobTask(spec, hooks), done)
+
+    def _fail(self, key: JobKey, error: BaseException) -> None:
+        """Record a running job as failed and tell the planner. Never raises for the store's sake."""
+        run = self._runs[key.run_id]
+        reason = self._describe(error)
+        if not isinstance(error, WsideskError) and not is_disk_full(error):
+            logger.error("job %s crashed", key.job_id, exc_info=error)
+        self._record(self._store.set_job_state, key.run_id, key.job_id, JobState.FAILED, error=reason)
+        branch = run.workflow.branch_of(key.job_id)
+        self._emit(run, EventName.JOB_FAILED, job_id=key.job_id, branch=branch, fields={"error": reason})
+        self._apply(self._planner.failed(key, reason))
+
+    def _record(self, write: Any, *args: Any, **kwargs: Any) -> bool:
+        """A store write whose failure must not stop the run from ending (it is logged once per reason)."""
+        try:
+            write(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - StoreError (disk full...) or anything else: logged
+            text = self._describe(exc)
+            if text not in self._write_errors:
+                self._write_errors.add(text)
+                logger.error("%s", text)
+            return False
+        return True
+
+    def _on_fault(self, key: JobKey, exc: BaseException) -> None:
+        """`_on_done` itself raised: end the job (or, failing that, its run) so nobody waits forever."""
+        logger.critical("recording the end of job %s failed", key.job_id, exc_info=exc)
+        with self._lock:
+            run = self._runs.get(key.run_id)
+            if run is None:
+                return
+            try:
+                self._apply(self._planner.failed(key, self._describe(exc)))
+                self._dispatch()
+            except Exception:  # noqa: BLE001 - the planner lost track too: end the run here
+                logger.exception("run %s is ended as failed", key.run_id)
+                self._planner.forget(key.run_id)
+                if key.run_id in self._runs:
+                    self._finish(run, RunStatus.FAILED)
+            self._changed.notify_all()
 
     def _on_done(self, key: JobKey, result: Any, error: BaseException | None) -> None:
         with self._lock:
-            run = self._runs[key.run_id]
+            run = self._runs.get(key.run_id)
+            if run is None:
+                logger.warning("job %s of run %s reported back after its run ended", key.job_id, key.run_id)
+                return
             branch = run.workflow.branch_of(key.job_id)
             if error is None:
                 outputs = {str(k): str(v) for k, v in dict(result or {}).items()}
-                run.outputs[key.job_id] = outputs
-                self._store.set_job_state(
-                    key.run_id,
-                    key.job_id,
-                    JobState.SUCCEEDED,
-                    outputs=outputs,
-                    slide=run.workflow.image_path(run.workflow.job(key.job_id)),
-                )
-                self._emit(run, EventName.JOB_SUCCEEDED, job_id=key.job_id, branch=branch, fields={"outputs": outputs})
-                changes = self._planner.succeeded(key)
+                try:
+                    self._store.set_job_state(
+                        key.run_id,
+                        key.job_id,
+                        JobState.SUCCEEDED,
+                        outputs=outputs,
+                        slide=run.workflow.image_path(run.workflow.job(key.job_id)),
+                    )
+                except Exception as exc:  # noqa: BLE001 - its success cannot be recorded: it failed
+                    error = exc
+                else:
+                    run.outputs[key.job_id] = outputs
+                    self._emit(
+                        run, EventName.JOB_SUCCEEDED, job_id=key.job_id, branch=branch, fields={"outputs": outputs}
+                    )
+                    self._apply(self._planner.succeeded(key))
+            if error is None:
+                pass
             elif isinstance(error, ExecutorLost):
                 # Nothing more can run here: every run stops as interrupted, to be resumed later.
                 if self._executor_error is None:
@@ -303,19 +435,11 @@ class Runner:
                     logger.error("%s", error)
                 if not self._interrupted:
                     self.interrupt()
-                changes = self._planner.cancelled(key)
-                changes.insert(0, JobCancellation(key))
+                self._apply(self._planner.cancelled(key))  # its JobCancellation records the job
             elif isinstance(error, JobCancelled) or (run.cancel.is_set() and not isinstance(error, WsideskError)):
-                changes = self._planner.cancelled(key)
-                changes.insert(0, JobCancellation(key))
+                self._apply(self._planner.cancelled(key))
             else:
-                reason = describe_error(error)
-                if not isinstance(error, WsideskError):
-                    logger.error("job %s crashed", key.job_id, exc_info=error)
-                self._store.set_job_state(key.run_id, key.job_id, JobState.FAILED, error=reason)
-                self._emit(run, EventName.JOB_FAILED, job_id=key.job_id, branch=branch, fields={"error": reason})
-                changes = self._planner.failed(key, reason)
-            self._apply(changes)
+                self._fail(key, error)
             self._dispatch()
             self._changed.notify_all()
 
@@ -331,7 +455,7 @@ class Runner:
                     self._emit_profile(profile, EventName.PROFILE_RELEASED, {})
                 case JobSkipped(key=key, reason=reason):
                     run = self._runs[key.run_id]
-                    self._store.set_job_state(key.run_id, key.job_id, JobState.SKIPPED, error=reason)
+                    self._record(self._store.set_job_state, key.run_id, key.job_id, JobState.SKIPPED, error=reason)
                     self._emit(
                         run,
                         EventName.JOB_SKIPPED,
@@ -342,8 +466,11 @@ class Runner:
                 case JobCancellation(key=key):
                     run = self._runs[key.run_id]
                     # An interrupted job runs again on resume; a cancelled one does not.
-                    self._store.set_job_state(
-                        key.run_id, key.job_id, JobState.PENDING if self._interrupted else JobState.CANCELLED
+                    self._record(
+                        self._store.set_job_state,
+                        key.run_id,
+                        key.job_id,
+                        JobState.PENDING if self._interrupted else JobState.CANCELLED,
                     )
                     self._emit(
                         run,
@@ -361,20 +488,32 @@ class Runner:
             self._finish(run, status)
 
     def _finish(self, run: _ActiveRun, status: RunStatus) -> None:
+        """End a run: store, log and summary are best effort (a full disk must not keep it open)."""
         run_id = run.record.run_id
-        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):  # a retried branch is only part of its run
-            states = {job.state for job in self._store.jobs(run_id)}
-            if states & {JobState.FAILED, JobState.SKIPPED}:
-                status = RunStatus.FAILED
-            elif JobState.CANCELLED in states:
-                status = RunStatus.CANCELLED
-        self._store.set_run_status(run_id, status, owner_pid=None)
-        self._emit(run, EventName.RUN_FINISHED, fields={"status": status})
-        write_json_atomic(run.record.run_dir / "summary.json", self.summary(run.record.profile, run_id))
-        run.log.close()
-        del self._runs[run_id]
-        self._finished[run_id] = status
-        self._changed.notify_all()
+        try:
+            if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):  # a retried branch is only part of its run
+                states = {job.state for job in self._store.jobs(run_id)}
+                if states & {JobState.FAILED, JobState.SKIPPED}:
+                    status = RunStatus.FAILED
+                elif JobState.CANCELLED in states:
+                    status = RunStatus.CANCELLED
+            if not self._record(self._store.set_run_status, run_id, status, owner_pid=None) and status in (
+                RunStatus.SUCCEEDED,
+                RunStatus.CANCELLED,
+            ):
+                status = RunStatus.FAILED  # the store does not know: say so rather than claim success
+            self._emit(run, EventName.RUN_FINISHED, fields={"status": status})
+            self._record(self._write_summary, run)
+        except Exception:  # noqa: BLE001 - reading the store failed: the run still ends
+            logger.exception("run %s: recording its end failed", run_id)
+        finally:
+            run.log.close()
+            del self._runs[run_id]
+            self._finished[run_id] = status
+            self._changed.notify_all()
+
+    def _write_summary(self, run: _ActiveRun) -> None:
+        write_json_atomic(run.record.run_dir / "summary.json", self.summary(run.record.profile, run.record.run_id))
 
     def summary(self, profile: str, run_id: str) -> dict[str, Any]:
         record = self._store.get_run(profile, run_id)
@@ -420,7 +559,7 @@ class Runner:
             fields=fields or {},
             payload=payload,
         )
-        run.log.write(event)
+        self._record(run.log.write, event)
         if self._sink is not None:
             try:
                 self._sink(event)

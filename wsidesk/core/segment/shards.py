@@ -127,6 +127,28 @@ class CellShards:
         self.close()
 
 
+def recorded_tiles(out_dir: str | Path) -> dict[int, tuple[str, str | None]]:
+    """Tile states written in a job's shard file (`wsidesk store rebuild` restores checkpoints from it):
+    done tiles and failed ones with their reasons. Torn or unreadable lines are left out."""
+    path = Path(out_dir) / SHARDS_FILENAME
+    states: dict[int, tuple[str, str | None]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return states
+    for line in lines[1:]:
+        record = _parse(line)
+        if record is None or "tiles" not in record:
+            continue
+        try:
+            batch: dict[int, tuple[str, str | None]] = {int(i): ("done", None) for i in record["tiles"]}
+            batch.update({int(k): ("failed", str(v)) for k, v in record.get("failed", {}).items()})
+        except (TypeError, ValueError, AttributeError):
+            continue
+        states.update(batch)
+    return states
+
+
 def _parse(line: str) -> dict[str, Any] | None:
     try:
         value = json.loads(line)

@@ -11,13 +11,14 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from wsidesk.core.errors import ProfileError, StoreError
+from wsidesk.core.fileio import disk_full_message, is_disk_full
 from wsidesk.core.profiles import DEFAULT_PROFILE, check_profile_name
 from wsidesk.core.states import UNFINISHED_RUN_STATUSES, JobState, RunStatus
 from wsidesk.core.store.paths import DataLayout
@@ -121,23 +122,66 @@ class SegmentationRecord:
     cells: Path
 
 
+class StoreDamagedError(StoreError):
+    """The database is empty or damaged while run folders exist: refuse until `wsidesk store rebuild`."""
+
+
 class Store:
     """Persistent runs and jobs. Every query that returns runs is scoped to one profile."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, rebuilding: bool = False) -> None:
+        """Open (or create) the store in `root`; `rebuilding` allows a new database beside existing
+        run folders (only `wsidesk store rebuild` passes it, and then fills it from those folders)."""
         self.layout = DataLayout(Path(root))
         try:
             self.layout.root.mkdir(parents=True, exist_ok=True)
+            if not rebuilding:
+                self._refuse_lost_history()
             self._db = sqlite3.connect(self.layout.database, check_same_thread=False, isolation_level=None, timeout=30)
             self._db.row_factory = sqlite3.Row
+            self._check_integrity()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
+        except StoreDamagedError:
+            raise
         except (OSError, sqlite3.Error) as exc:
+            if is_disk_full(exc):
+                raise StoreError(disk_full_message(self.layout.root)) from exc
             msg = f"cannot use the data folder {root}: {exc}; pass another with --data-dir"
             raise StoreError(msg) from exc
         self._lock = threading.Lock()
         self._create_segmentation_index()
+
+    def _refuse_lost_history(self) -> None:
+        """An empty or missing database beside existing run folders means the history was lost:
+        creating a fresh store would silently forget every profile and interrupted run."""
+        db = self.layout.database
+        if db.exists() and db.stat().st_size > 0:
+            return
+        runs = existing_run_dirs(self.layout)
+        if runs:
+            what = "is empty" if db.exists() else "is missing"
+            raise StoreDamagedError(self._damaged_message(f"{what}, but {len(runs)} run folder(s) exist"))
+
+    def _check_integrity(self) -> None:
+        try:
+            rows = self._db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            if is_disk_full(exc):
+                raise
+            self._db.close()
+            raise StoreDamagedError(self._damaged_message(f"is not a readable SQLite database ({exc})")) from exc
+        problems = [str(r[0]) for r in rows if str(r[0]) != "ok"]
+        if problems:
+            self._db.close()
+            raise StoreDamagedError(self._damaged_message(f"is damaged ({problems[0]})"))
+
+    def _damaged_message(self, what: str) -> str:
+        return (
+            f"the store {self.layout.database} {what}; nothing was changed. Run `wsidesk store rebuild "
+            f"--data-dir {self.layout.root}` to rebuild profiles, runs and job states from the run folders"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -151,20 +195,34 @@ class Store:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException as exc:
-                self._db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    msg = f"database {self.layout.database} failed: {exc}"
-                    raise StoreError(msg) from exc
+                # SQLite may have rolled back on its own (SQLITE_FULL, I/O errors): a second ROLLBACK
+                # would then fail with "no transaction is active" and hide the real error.
+                if self._db.in_transaction:
+                    try:
+                        self._db.execute("ROLLBACK")
+                    except sqlite3.Error as rollback_error:
+                        logger.debug("rollback after %r failed: %s", exc, rollback_error)
+                if isinstance(exc, (sqlite3.Error, OSError)):
+                    raise self._error(exc) from exc
                 raise
+
+    def _error(self, exc: BaseException) -> StoreError:
+        if is_disk_full(exc):
+            return StoreError(disk_full_message(self.layout.root))
+        return StoreError(f"database {self.layout.database} failed: {exc}")
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchall()
+            try:
+                return self._db.execute(sql, tuple(args)).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
 
     # -- profiles ---------------------------------------------------------------------------
     def add_profile(self, name: str) -> None:
         check_profile_name(name)
         with self._tx() as db:
+            _refuse_case_twin(db, name)
             db.execute("INSERT OR IGNORE INTO profiles VALUES (?, ?)", (name, time.time()))
         self.layout.profile_dir(name).mkdir(parents=True, exist_ok=True)
 
@@ -214,6 +272,7 @@ class Store:
         run_dir = self.layout.run_dir(profile, run_id)
         now = time.time()
         with self._tx() as db:
+            _refuse_case_twin(db, profile)
             db.execute("INSERT OR IGNORE INTO profiles VALUES (?, ?)", (profile, now))
             db.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, NULL)",
@@ -224,6 +283,46 @@ class Store:
                 [(run_id, job_id, branch) for job_id, branch in jobs],
             )
         return self.get_run(profile, run_id)
+
+    def import_run(self, run: RunRecord, jobs: Iterable[JobRecord], slides: Mapping[str, Path | None]) -> None:
+        """Insert a run recovered from its folder (`wsidesk store rebuild`), with its jobs as they were."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO profiles VALUES (?, ?)", (run.profile, run.created))
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                (
+                    run.run_id,
+                    run.profile,
+                    run.workflow,
+                    run.source,
+                    run.source_sha256,
+                    str(run.run_dir),
+                    run.status,
+                    run.created,
+                    run.finished,
+                ),
+            )
+            for job in jobs:
+                db.execute(
+                    "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id,
+                        job.job_id,
+                        job.branch,
+                        job.state,
+                        job.started,
+                        job.finished,
+                        job.error,
+                        json.dumps(dict(job.outputs)),
+                    ),
+                )
+                cells = job.outputs.get("cells")
+                if job.state == JobState.SUCCEEDED and cells:
+                    slide = slides.get(job.job_id)
+                    db.execute(
+                        "INSERT OR REPLACE INTO segmentations VALUES (?, ?, ?, ?)",
+                        (run.run_id, job.job_id, str(slide.resolve()) if slide is not None else None, cells),
+                    )
 
     def get_run(self, profile: str, run_id: str) -> RunRecord:
         """The run, if it belongs to `profile`; another profile's run is reported as not found."""
@@ -245,6 +344,19 @@ class Store:
             (check_profile_name(profile), source, source_sha256, *UNFINISHED),
         )
         return _run_record(rows[0]) if rows else None
+
+    def claim_run(self, run_id: str, owner_pid: int, *, alive: Callable[[int | None], bool]) -> int | None:
+        """Make `owner_pid` the run's owner unless another live process owns it; returns that process's
+        pid when it does (nothing changed), else None. One transaction, so two processes cannot both win."""
+        with self._tx() as db:
+            row = db.execute("SELECT owner_pid, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            owner = row["owner_pid"]
+            if row["status"] == RunStatus.RUNNING and owner not in (None, owner_pid) and alive(owner):
+                return int(owner)
+            db.execute("UPDATE runs SET owner_pid = ? WHERE run_id = ?", (owner_pid, run_id))
+            return None
 
     def set_run_status(self, run_id: str, status: RunStatus, *, owner_pid: int | None = None) -> None:
         finished = None if status in UNFINISHED else time.time()
@@ -348,6 +460,26 @@ class Store:
             (run_id, job_id),
         )
         return {r["tile_index"]: (r["state"], r["detail"]) for r in rows}
+
+
+def _refuse_case_twin(db: sqlite3.Connection, name: str) -> None:
+    """Profile folders must not collide on case-insensitive file systems (macOS, Windows)."""
+    twin = db.execute("SELECT name FROM profiles WHERE lower(name) = lower(?) AND name != ?", (name, name)).fetchone()
+    if twin is not None:
+        msg = (
+            f"profile {name!r} differs from the existing profile {twin['name']!r} only in case; "
+            f"use {twin['name']!r} or pick another name"
+        )
+        raise ProfileError(msg)
+
+
+def existing_run_dirs(layout: DataLayout) -> list[Path]:
+    """Run folders under `<data>/profiles/*/runs/`."""
+    root = layout.root / "profiles"
+    try:
+        return sorted(p for p in root.glob("*/runs/*") if p.is_dir())
+    except OSError:
+        return []
 
 
 def _planned_slide(tiles: Path) -> str | None:

@@ -33,7 +33,10 @@ class EventLog:
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # a line that could not be flushed (disk full) was already reported
+                pass
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

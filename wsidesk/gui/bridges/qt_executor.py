@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
-from wsidesk.core.scheduler.executors import Done
+from wsidesk.core.scheduler.executors import Done, deliver
 
 if TYPE_CHECKING:
     from wsidesk.core.jobs.task import JobTask
@@ -28,7 +28,7 @@ class _Relay(QObject):
     @Slot(object, object, object)
     def _on_finished(self, done: Done, result: Any, error: BaseException | None) -> None:
         self.pending -= 1
-        done(result, error)
+        deliver(done, result, error)  # an exception in `done` reaches the runner, not Qt's excepthook
 
 
 JOB_NICE = 10  # CPU priority of job threads, below the GUI thread's 0
