@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,17 @@ from wsidesk.core.errors import WsideskError
 from wsidesk.core.scheduler.executors import Executor
 from wsidesk.core.scheduler.runner import Runner
 from wsidesk.core.slide import is_slide
+from wsidesk.core.slide import open_slide as open_slide_file
+from wsidesk.core.slide.protocol import looks_grayscale
+from wsidesk.core.states import JobState, RunStatus
 from wsidesk.core.store import Store
+from wsidesk.core.workflow.io import loads_workflow
 from wsidesk.core.workflow.model import Workflow
 from wsidesk.core.workflow.single import segment_workflow
 from wsidesk.gui.bridges import EventBridge
 from wsidesk.gui.dashboard import RunDashboard, StatsPanel
 from wsidesk.gui.graph_editor import GraphEditor
+from wsidesk.gui.graph_editor.editor import EditorState
 from wsidesk.gui.live_results import LiveResults
 from wsidesk.gui.panels import LayersPanel, LibraryPanel
 from wsidesk.gui.profiles import ProfileSwitcher
@@ -41,6 +47,31 @@ SLIDE_FILTER = "Slides (*.svs *.ndpi *.mrxs *.tif *.tiff *.scn *.vms *.vmu *.bif
 WORKFLOW_FILTER = "Workflows (*.yaml *.yml)"
 WORKFLOW_SUFFIXES = (".yaml", ".yml")
 MAX_RECENT = 10
+HISTORY_RUNS = 50  # runs of earlier sessions listed in the Runs panel, newest first
+GRAYSCALE_WARNING = (
+    "{name} looks grayscale (all colour channels equal): the segmentation models expect RGB brightfield "
+    "(H&E) slides and will likely find no cells on it."
+)
+
+
+@dataclass(slots=True)
+class _ProfileView:
+    """What a profile had on screen when another profile took over the window."""
+
+    slide: str | None = None
+    editor: EditorState | None = None
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +120,9 @@ class MainWindow(QMainWindow):
         self.resizeDocks(docks[2:], [260], Qt.Orientation.Vertical)
 
         self.profiles = ProfileSwitcher(self.store, profile)
+        self._shown_profile: str | None = None
+        self._profile_views: dict[str, _ProfileView] = {}
+        self._grayscale_slide: str | None = None  # the open slide, when it looks grayscale
         self.live = LiveResults(
             self.store,
             viewer=self.viewer,
@@ -189,7 +223,10 @@ class MainWindow(QMainWindow):
             self.statusBar().addPermanentWidget(label)
 
     def _wire(self) -> None:
-        self.services.bridge.event_received.connect(self.live.on_event)
+        # Queued even from the GUI thread: `runner.submit()` emits its first events before it returns,
+        # and they must reach LiveResults after `track()` has said which run and workflow they belong to.
+        self.services.bridge.event_received.connect(self.live.on_event, Qt.ConnectionType.QueuedConnection)
+        self.live.source_changed.connect(self.layers.set_source)
         self.live.profile_slots_changed.connect(self._refresh_profile_slots)
         self.viewer.files_dropped.connect(self.open_paths)
         self.viewer.cursor_moved.connect(lambda x, y: self.cursor_label.setText(f"x {x:,.0f}  y {y:,.0f} px"))
@@ -206,6 +243,7 @@ class MainWindow(QMainWindow):
         self.editor.modified_changed.connect(lambda _: self._update_title())
         self.dashboard.cancel_run_requested.connect(self.runner.cancel_run)
         self.dashboard.cancel_profile_requested.connect(self.runner.cancel_profile)
+        self.dashboard.resume_run_requested.connect(self.resume_run)
         self.dashboard.retry_branch_requested.connect(self._on_retry_branch)
         self._slots_timer = QTimer(self)
         self._slots_timer.setInterval(1000)
@@ -219,11 +257,25 @@ class MainWindow(QMainWindow):
         slides = [p for p in paths if Path(p).suffix.lower() not in WORKFLOW_SUFFIXES and is_slide(p)]
         workflows = [p for p in paths if Path(p).suffix.lower() in WORKFLOW_SUFFIXES]
         rejected = [p for p in paths if p not in slides and p not in workflows]
-        for path in slides:
-            self.store.add_slide(self.profiles.current, Path(path).resolve())
-        if slides:
+        # Only slides that really open join the library: the first one in the viewer, the others
+        # are opened (headers and a thumbnail level only) and closed again.
+        opened: list[Path] = []
+        failures: list[str] = []
+        for index, path in enumerate(slides):
+            resolved = Path(path).resolve()
+            why = self._open_first(str(resolved)) if index == 0 else _check_slide(str(resolved))
+            if why is None:
+                opened.append(resolved)
+            else:
+                failures.append(why)
+        for resolved in opened:
+            self.store.add_slide(self.profiles.current, resolved)
+        if opened:
             self._reload_library()
-            self.open_slide(str(Path(slides[0]).resolve()))
+        if failures:
+            QMessageBox.warning(
+                self, "Cannot open slide", "\n\n".join(failures) + "\n\nIt was not added to the library."
+            )
         if workflows:
             self.open_workflow(workflows[0])
         if rejected:
@@ -234,14 +286,21 @@ class MainWindow(QMainWindow):
                 f"{names}: not a slide OpenSlide can read, nor a workflow (.yaml). Nothing was changed.",
             )
 
-    def open_slide(self, path: str) -> None:
+    def open_slide(self, path: str) -> bool:
+        why = self._open_first(path)
+        if why is not None:
+            QMessageBox.warning(self, "Cannot open slide", why)
+        return why is None
+
+    def _open_first(self, path: str) -> str | None:
+        """Show the slide; why it could not be opened, or None."""
         try:
             self.viewer.open_slide(path)
         except WsideskError as exc:
-            QMessageBox.warning(self, "Cannot open slide", str(exc))
-            return
+            return str(exc)
         self.tabs.setCurrentWidget(self.viewer)
         self._remember_recent(path)
+        return None
 
     def open_workflow(self, path: str) -> None:
         try:
@@ -263,11 +322,17 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot show result", f"{cells_path}: {exc}")
             return
         tiles = Path(cells_path).with_name("tiles.json")
+        for overlay in self.viewer.overlays.values():
+            overlay.clear()  # nothing of what was shown before stays beside the result
         if tiles.exists():
             plan = TilePlan.read_json(tiles)
             self.viewer.tile_overlay.set_plan(plan)
-        self.viewer.cell_overlay.clear()
+            self.viewer.tile_overlay.set_tile_states(dict.fromkeys(range(plan.total), "done"))
         self.viewer.cell_overlay.add_cells(cells)
+        source = self.live.result_source(str(Path(cells_path)))
+        if source is None:  # not listed: name it by its folder (<run>/<job>/cells.geojson)
+            source = (Path(cells_path).parent.parent.name, Path(cells_path).parent.name)
+        self.live.set_source(source, "finished")
         self.statusBar().showMessage(f"{len(cells):,} cells from {cells_path}", 8000)
 
     @Slot()
@@ -293,6 +358,8 @@ class MainWindow(QMainWindow):
     def _on_save_as(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save workflow", str(self._workflows_dir()), WORKFLOW_FILTER)
         if path:
+            if Path(path).suffix.lower() not in WORKFLOW_SUFFIXES:
+                path += ".yaml"  # Open lists and Recent reopens only .yaml/.yml files
             self._save_to(path)
 
     def _save_to(self, path: str | None) -> None:
@@ -307,6 +374,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def submit_workflow(self, workflow: Workflow) -> str | None:
         source = Path(self.editor.path) if self.editor.path and not self.editor.is_modified else None
+        if not self._confirm_colour(workflow):
+            return None
         try:
             run_id = self.runner.submit(workflow, profile=self.profiles.current, source=source)
         except WsideskError as exc:
@@ -323,6 +392,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("open a slide first", 5000)
             return None
         workflow = segment_workflow(Path(path), {})
+        if not self._confirm_colour(workflow):
+            return None
         try:
             run_id = self.runner.submit(workflow, profile=self.profiles.current)
         except WsideskError as exc:
@@ -330,6 +401,52 @@ class MainWindow(QMainWindow):
             return None
         self.live.track(run_id, workflow)
         return run_id
+
+    def _confirm_colour(self, workflow: Workflow) -> bool:
+        """Ask before segmenting the open slide when it looks grayscale (models expect RGB brightfield)."""
+        slide = self._grayscale_slide
+        if slide is None:
+            return True
+        segments_it = any(
+            job.type == "segment" and (image := workflow.image_path(job)) is not None and str(image.resolve()) == slide
+            for _, job in workflow.jobs()
+        )
+        if not segments_it:
+            return True
+        answer = QMessageBox.question(
+            self, "Grayscale slide", GRAYSCALE_WARNING.format(name=Path(slide).name) + "\n\nSegment it anyway?"
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    @Slot(str)
+    def resume_run(self, run_id: str) -> str | None:
+        """Continue an interrupted run of this profile (finished jobs and tiles are kept)."""
+        profile = self.profiles.current
+        try:
+            record = self.store.get_run(profile, run_id)
+            text = (record.run_dir / "workflow.yaml").read_text(encoding="utf-8")
+            workflow = loads_workflow(text, file=record.source or record.run_dir / "workflow.yaml")
+            self.runner.resume(run_id, profile=profile)
+        except (WsideskError, OSError) as exc:
+            QMessageBox.warning(self, "Cannot resume", str(exc))
+            return None
+        self.live.track(run_id, workflow)
+        self.statusBar().showMessage(f"run {run_id} resumed", 5000)
+        return run_id
+
+    def _load_history(self, profile: str) -> None:
+        """The profile's runs from the store: what earlier sessions ran, and what they left unfinished."""
+        mine = os.getpid()
+        for record in self.store.list_runs(profile)[-HISTORY_RUNS:]:
+            if record.run_id in self.dashboard.book.runs:
+                continue
+            status = record.status
+            if status is RunStatus.RUNNING and (record.owner_pid == mine or not _pid_alive(record.owner_pid)):
+                status = RunStatus.INTERRUPTED  # its process died (or quit) before the run finished
+            jobs = [(job.job_id, job.branch, JobState(job.state)) for job in self.store.jobs(record.run_id)]
+            self.dashboard.add_history(
+                record.run_id, profile=profile, workflow=record.workflow, status=status, jobs=jobs
+            )
 
     @Slot(str, str)
     def _on_retry_branch(self, run_id: str, branch: str) -> None:
@@ -355,7 +472,19 @@ class MainWindow(QMainWindow):
     # -- profiles, library, results ---------------------------------------------------------------------
     @Slot(str)
     def _on_profile_changed(self, profile: str) -> None:
+        """Show only `profile`'s slide, workflow, overlays and runs; the other profile's work goes on."""
+        previous, self._shown_profile = self._shown_profile, profile
         self.settings.setValue("last_profile", profile)
+        if previous is not None and previous != profile:
+            self._profile_views[previous] = _ProfileView(self.viewer.slide_path, self.editor.stash())
+            view = self._profile_views.get(profile, _ProfileView())
+            slides = {str(p) for p in self.store.slides(profile)}
+            if view.slide is None or view.slide not in slides or self._open_first(view.slide) is not None:
+                self.viewer.close_slide()
+            self.editor.restore(view.editor)
+            self.live.restore_editor_states()
+            self.tabs.setCurrentWidget(self.viewer)
+        self._load_history(profile)
         self.dashboard.set_profile(profile)
         self._reload_library()
         self._reload_recent_menu()
@@ -370,6 +499,11 @@ class MainWindow(QMainWindow):
         reader = self.viewer.reader
         mpp = getattr(reader, "mpp", None)
         self.mpp_label.setText(f"{mpp:.3f} µm/px" if mpp else "µm/px unknown")
+        thumbnail = self.viewer.thumbnail_rgb
+        grey = thumbnail is not None and looks_grayscale(thumbnail)
+        self._grayscale_slide = str(Path(path).resolve()) if grey else None
+        if grey:
+            self.statusBar().showMessage(GRAYSCALE_WARNING.format(name=Path(path).name), 30_000)
         self._reload_library()
         self._update_title()
 
@@ -426,6 +560,17 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if not self.runner.is_idle():
+            answer = QMessageBox.question(
+                self,
+                "Work is running",
+                "Runs are still working. Quit now and resume them later?\n\n"
+                "Finished tiles are kept; after the next start, select an interrupted run in the Runs panel "
+                "and press Resume (or run the same workflow file again).",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
         if self.editor.is_modified:
             answer = QMessageBox.question(self, "Unsaved workflow", "The workflow has unsaved changes. Quit anyway?")
             if answer != QMessageBox.StandardButton.Yes:
@@ -448,3 +593,16 @@ class MainWindow(QMainWindow):
         if paths:
             event.acceptProposedAction()
             self.open_paths(paths)
+
+
+def _check_slide(path: str) -> str | None:
+    """Why the slide cannot be opened, or None (opened and closed again)."""
+    try:
+        reader = open_slide_file(path)
+        try:
+            reader.thumbnail(64)  # headers can be intact while the pixels are not
+        finally:
+            reader.close()
+    except WsideskError as exc:
+        return str(exc)
+    return None

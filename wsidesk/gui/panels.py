@@ -79,6 +79,11 @@ class LayersPanel(QWidget):
         self._view = view
         form = QFormLayout(self)
         form.setContentsMargins(6, 6, 6, 6)
+        # Every overlay belongs to one (run, job): say which, so nothing on screen is anonymous.
+        self.source_label = QLabel("No result shown")
+        self.source_label.setWordWrap(True)
+        self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow(self.source_label)
         self.visible: dict[str, QCheckBox] = {}
         self.opacity: dict[str, QSlider] = {}
         for name, label, opacity in (("tissue", "Tissue mask", 35), ("tiles", "Tile grid", 80), ("cells", "Cells", 90)):
@@ -99,6 +104,11 @@ class LayersPanel(QWidget):
         self.mode.addItems(["contour", "filled"])
         self.mode.currentTextChanged.connect(self._on_mode_changed)
         form.addRow("Cells drawn as", self.mode)
+
+    @Slot(str)
+    def set_source(self, text: str) -> None:
+        self.source_label.setText(text)
+        self.source_label.setToolTip(text)
 
     @Slot(str)
     def _on_mode_changed(self, mode: str) -> None:

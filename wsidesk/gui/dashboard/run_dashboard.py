@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -41,6 +42,7 @@ class RunDashboard(QWidget):
 
     cancel_run_requested = Signal(str)
     cancel_profile_requested = Signal(str)
+    resume_run_requested = Signal(str)  # run_id of an interrupted run
     retry_branch_requested = Signal(str, str)  # run_id, branch
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -63,13 +65,16 @@ class RunDashboard(QWidget):
         self.cancel_run_button = QPushButton("Cancel run")
         self.cancel_profile_button = QPushButton("Cancel all of this profile's work")
         self.retry_button = QPushButton("Retry branch")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue an interrupted run: finished jobs and tiles are kept")
         self.cancel_run_button.clicked.connect(self._on_cancel_run_clicked)
-        self.cancel_profile_button.clicked.connect(lambda: self.cancel_profile_requested.emit(self._profile))
+        self.cancel_profile_button.clicked.connect(self._on_cancel_profile_clicked)
         self.retry_button.clicked.connect(self._on_retry_clicked)
+        self.resume_button.clicked.connect(self._on_resume_clicked)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.profiles_label, 1)
-        for button in (self.cancel_run_button, self.retry_button, self.cancel_profile_button):
+        for button in (self.resume_button, self.cancel_run_button, self.retry_button, self.cancel_profile_button):
             buttons.addWidget(button)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.tree)
@@ -93,6 +98,37 @@ class RunDashboard(QWidget):
         queue = ", ".join(f"{p} (#{i})" for i, p in enumerate(queued, start=1)) or "none"
         self.profiles_label.setText(f"Active profiles: {', '.join(active) or 'none'} · Waiting: {queue}")
 
+    def expect(self, run_id: str, *, profile: str, workflow: str, jobs: Iterable[tuple[str, str]]) -> None:
+        """Show a submitted run with all its jobs before its events arrive (a waiting run counts them)."""
+        run = self.book.expect(run_id, profile=profile, workflow=workflow, jobs=jobs)
+        self._show_run(run)
+        for job in run.jobs.values():
+            self._show_job(run, job)
+
+    def add_history(
+        self, run_id: str, *, profile: str, workflow: str, status: RunStatus, jobs: Iterable[tuple[str, str, JobState]]
+    ) -> None:
+        """Show a run from an earlier session as the store last recorded it (no-op if already shown)."""
+        if run_id in self.book.runs:
+            return
+        jobs = list(jobs)
+        run = self.book.expect(
+            run_id,
+            profile=profile,
+            workflow=workflow,
+            jobs=[(job_id, branch) for job_id, branch, _ in jobs],
+            status=status,
+            states={job_id: state for job_id, _, state in jobs},
+        )
+        self._show_run(run)
+        for job in run.jobs.values():
+            self._show_job(run, job)
+
+    def mark_cancelling(self, run_id: str) -> None:
+        """Say "cancelling…" until the run's last job reaches a safe point (up to one batch)."""
+        if (run := self.book.cancel_requested(run_id)) is not None:
+            self._show_run(run)
+
     @Slot(object)
     def on_event(self, event: Event) -> None:
         run = self.book.apply(event)
@@ -106,14 +142,19 @@ class RunDashboard(QWidget):
     def _show_run(self, run: RunProgress) -> None:
         item = self._run_items.get(run.run_id)
         if item is None:
-            item = QTreeWidgetItem(self.tree)
+            item = QTreeWidgetItem()
             item.setData(0, Qt.ItemDataRole.UserRole, (run.run_id, None))
-            item.setExpanded(True)
+            # Newest first: run ids start with their time, so sorting them keeps history in order.
+            row = sum(1 for other in self._run_items if other > run.run_id)
+            self.tree.insertTopLevelItem(row, item)
+            item.setExpanded(run.status.is_active)
             self._run_items[run.run_id] = item
             item.setHidden(run.profile != self._profile)
+            if row == 0:
+                self.tree.scrollToItem(item)
         item.setText(0, f"{run.workflow}  [{run.run_id}]")
-        state = run.status if run.queue_position is None else f"waiting (#{run.queue_position})"
-        _set_state(item, state, run.status)
+        item.setToolTip(0, f"{run.workflow}\nrun {run.run_id}\nprofile {run.profile}")
+        _set_state(item, run.state_text, run.status)
         item.setText(3, f"{run.done_jobs}/{len(run.jobs)} jobs")
         self._update_buttons()
 
@@ -130,7 +171,9 @@ class RunDashboard(QWidget):
             self._bars[key] = bar
             self.tree.setItemWidget(item, 2, bar)
         item.setText(0, f"{job.branch} / {job.job_id}")
-        _set_state(item, job.state, job.state)
+        item.setToolTip(0, f"branch {job.branch}, job {job.job_id}")
+        cancelling = run.cancelling and job.state in (JobState.RUNNING, JobState.PENDING)
+        _set_state(item, "cancelling…" if cancelling else job.state, job.state)
         bar = self._bars[key]
         bar.setMaximum(max(job.tiles_total, 1))
         bar.setValue(bar.maximum() if job.state is JobState.SUCCEEDED else job.tiles_done)
@@ -171,7 +214,8 @@ class RunDashboard(QWidget):
         selected = self._selected()
         run = self.book.runs.get(selected[0]) if selected else None
         job = run.jobs.get(selected[1]) if run and selected and selected[1] else None
-        self.cancel_run_button.setEnabled(bool(run and run.status.is_active))
+        self.cancel_run_button.setEnabled(bool(run and run.status.is_active and not run.cancelling))
+        self.resume_button.setEnabled(bool(run and run.status is RunStatus.INTERRUPTED))
         self.retry_button.setEnabled(
             bool(
                 run
@@ -187,7 +231,20 @@ class RunDashboard(QWidget):
     @Slot()
     def _on_cancel_run_clicked(self) -> None:
         if selected := self._selected():
+            self.mark_cancelling(selected[0])
             self.cancel_run_requested.emit(selected[0])
+
+    @Slot()
+    def _on_cancel_profile_clicked(self) -> None:
+        for run in list(self.book.runs.values()):
+            if run.profile == self._profile:
+                self.mark_cancelling(run.run_id)
+        self.cancel_profile_requested.emit(self._profile)
+
+    @Slot()
+    def _on_resume_clicked(self) -> None:
+        if selected := self._selected():
+            self.resume_run_requested.emit(selected[0])
 
     @Slot()
     def _on_retry_clicked(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QKeyCombination, QObject, Qt, QTimer, Signal
@@ -53,6 +54,15 @@ class HistoryAction(QAction):
 
     def _on_text_changed(self, what: str) -> None:
         self.setToolTip(f"{self._verb} {what.lower()}" if what else self._verb)
+
+
+@dataclass(frozen=True, slots=True)
+class EditorState:
+    """A stashed editor: the edited workflow, its file and whether it had unsaved edits."""
+
+    workflow: Workflow
+    path: Path | None
+    modified: bool = False
 
 
 class GraphEditor(QWidget):
@@ -195,6 +205,20 @@ class GraphEditor(QWidget):
     def set_workflow(self, wf: Workflow) -> None:
         """Show `wf` (unsaved edits are dropped); relative images resolve against wf.base_dir."""
         self._reset(CanvasDraft.from_workflow(wf))
+
+    def stash(self) -> EditorState:
+        """What the editor shows, to bring back with ``restore`` (e.g. after another profile's turn)."""
+        return EditorState(self.to_workflow(), self._path, modified=self.is_modified)
+
+    def restore(self, state: EditorState | None) -> None:
+        """Show a stashed workflow (its undo history is not kept); None: a new, empty workflow."""
+        if state is None:
+            self.new_workflow()
+            return
+        self._path = state.path
+        self.set_workflow(state.workflow)
+        if state.modified:
+            self.undo_stack.resetClean()  # still unsaved: saving or quitting asks as before
 
     def load_workflow(self, path: str | Path) -> Workflow:
         """Read and validate a YAML file (missing images are allowed: they show on the nodes)."""

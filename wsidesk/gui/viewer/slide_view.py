@@ -6,6 +6,7 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QCoreApplication, QEvent, QPointF, QRectF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import (
     QCloseEvent,
@@ -98,6 +99,7 @@ class SlideView(QGraphicsView):
         self._owns_reader = False
         self._loader: TileLoader | None = None
         self._thumbnail: QImage | None = None
+        self._thumbnail_rgb: np.ndarray | None = None
         self._keep_fitted = False
         self._requested: frozenset[TileKey] = frozenset()
         self._failed: set[TileKey] = set()
@@ -172,6 +174,11 @@ class SlideView(QGraphicsView):
         return self._loader
 
     @property
+    def thumbnail_rgb(self) -> np.ndarray | None:
+        """The open slide's overview image (RGB uint8), as read when it was opened."""
+        return self._thumbnail_rgb
+
+    @property
     def slide_path(self) -> str | None:
         return None if self._reader is None else self._reader.path
 
@@ -197,6 +204,7 @@ class SlideView(QGraphicsView):
         self._reader = reader
         self._owns_reader = owned
         self._thumbnail = rgb_to_qimage(thumb)
+        self._thumbnail_rgb = thumb
         self._failed.clear()
         self._requested = frozenset()
         loader = TileLoader(reader, self.cache, tile_size=self.tile_size, max_threads=self._loader_threads, parent=self)
@@ -237,6 +245,7 @@ class SlideView(QGraphicsView):
             except Exception:  # noqa: BLE001 - closing must not stop the view from moving on
                 logger.exception("closing slide %s failed", reader.path)
         self._thumbnail = None
+        self._thumbnail_rgb = None
         self.minimap.set_thumbnail(None, QSize())
         self.resetCachedContent()
         for item in self.overlays.values():
