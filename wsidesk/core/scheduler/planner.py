@@ -29,6 +29,7 @@ from typing import Any
 from wsidesk.core.errors import WorkflowError
 from wsidesk.core.profiles import check_profile_name
 from wsidesk.core.states import SCHEDULED_JOB_STATES, JobState, RunStatus
+from wsidesk.core.workflow.graph import cycle_text, find_cycle
 from wsidesk.core.workflow.model import Workflow
 
 logger = logging.getLogger(__name__)
@@ -605,41 +606,11 @@ class Planner:
 
 def _check_acyclic(run: _Run) -> None:
     """Raise WorkflowError if branch order plus ``depends_on`` form a cycle (it would hang)."""
-    indegree: dict[_Job, int] = {}
-    for branch in run.branches:
-        for rec in branch.jobs:
-            indegree[rec] = rec.unmet + (1 if rec.pos else 0)
-    stack = [rec for rec, n in indegree.items() if n == 0]
-    seen = 0
-    while stack:
-        rec = stack.pop()
-        seen += 1
-        successors = list(rec.dependents)
-        if rec.pos + 1 < len(rec.branch.jobs):
-            successors.append(rec.branch.jobs[rec.pos + 1])
-        for nxt in successors:
-            indegree[nxt] -= 1
-            if indegree[nxt] == 0:
-                stack.append(nxt)
-    if seen == len(indegree):
+    cycle = find_cycle(run.workflow.graph(), run.workflow.rank())
+    if cycle is None:
         return
-    # Walk backwards through jobs still blocked until one repeats: that loop is a cycle.
-    preds: dict[_Job, list[_Job]] = {rec: [] for rec in indegree}
-    for rec in indegree:
-        for nxt in rec.dependents:
-            preds[nxt].append(rec)
-        if rec.pos:
-            preds[rec].append(rec.branch.jobs[rec.pos - 1])
-    node = next(rec for rec, n in indegree.items() if n > 0)
-    path: list[_Job] = []
-    index: dict[_Job, int] = {}
-    while node not in index:
-        index[node] = len(path)
-        path.append(node)
-        node = next(p for p in preds[node] if indegree[p] > 0)
-    cycle = tuple(rec.job_id for rec in reversed(path[index[node] :]))
     msg = (
         f"workflow {run.workflow.name!r}: jobs wait on each other in a cycle "
-        f"({' -> '.join((*cycle, cycle[0]))}); remove one depends_on or reorder the branch"
+        f"({cycle_text(cycle)}); remove one depends_on or reorder the branch"
     )
     raise WorkflowError(msg, cycle=cycle)
