@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QComboBox, QToolButton
 
 from wsidesk.core.errors import WorkflowError
 from wsidesk.core.workflow import load_workflow
@@ -287,6 +288,31 @@ def test_inspector_segment_precision_uses_a_combo_of_engine_precisions(loaded: G
     row.checkbox.setChecked(True)
     row.widget.setCurrentText("bf16")
     assert loaded.to_workflow().job("job1").params["precision"] == "bf16"
+
+
+def test_inspector_widgets_come_from_the_registry(loaded: GraphEditor, tmp_path: Path) -> None:
+    from wsidesk.core.jobs.registry import JOB_TYPES
+
+    loaded.select_job("job1")  # a segment job
+    rows = loaded.inspector.param_rows
+    shown = [name for name, row in rows.items() if not row.checkbox.isHidden()]
+    assert shown == [s.name for s in JOB_TYPES["segment"].params.specs()]
+    assert rows["target_mpp"].widget.text() == "the model's"  # decided at run time, and says so
+    assert rows["min_cell_area"].widget.suffix() == " µm²"
+    assert rows["tile_size"].widget.maximum() == 16384
+    # The model: a known name from the list, or a file chosen with the picker.
+    model = rows["model"]
+    names = model.widget.findChild(QComboBox)
+    assert [names.itemText(i) for i in range(names.count())] == list(JOB_TYPES["segment"].spec("model").names)
+    weights = tmp_path / "mine.pt"
+    weights.write_bytes(b"w")
+    model.choose_file = lambda: str(weights)
+    model.checkbox.setChecked(True)  # ticked, it starts at the inherited default
+    assert loaded.to_workflow().job("job1").params["model"] == "brightfield_nuclei"
+    model.widget.findChild(QToolButton).click()
+    assert loaded.to_workflow().job("job1").params["model"] == str(weights)
+    loaded.select_job("job3")  # a tissue job plans at 0.5 µm/px unless told
+    assert rows["target_mpp"].widget.value() == 0.5 and rows["target_mpp"].widget.specialValueText() == ""
 
 
 @pytest.mark.parametrize("bad", ["bad id!", "", "a/b", "..", "JOB1"])

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSpinBox,
     QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -51,6 +52,22 @@ def common_default(name: str) -> Any | None:
     return defaults.pop() if len(defaults) == 1 else None
 
 
+def _set_range(spin: QSpinBox | QDoubleSpinBox, spec: ParamSpec) -> None:
+    """The param's range; for a param decided at run time, one step below it stands for "unset" and
+    reads e.g. "the model's"."""
+    unset_text = spec.default_text if spec.default is None else ""
+    spin.blockSignals(True)
+    if isinstance(spin, QSpinBox):
+        low = int(spec.minimum or 0) + (1 if spec.exclusive_minimum else 0) - (1 if unset_text else 0)
+        spin.setRange(low, int(spec.maximum if spec.maximum is not None else 1_000_000))
+    else:
+        step = 10 ** -spin.decimals()
+        low_f = (spec.minimum or 0.0) + (step if spec.exclusive_minimum else 0.0) - (step if unset_text else 0.0)
+        spin.setRange(low_f, spec.maximum if spec.maximum is not None else _FLOAT_MAX)
+    spin.setSpecialValueText(unset_text)
+    spin.blockSignals(False)
+
+
 class ParamRow:
     """One param: a 'set' checkbox and a value widget (from the job-type registry); unset params inherit."""
 
@@ -59,11 +76,25 @@ class ParamRow:
         self.key = spec.name
         self._apply = apply
         self.checkbox = QCheckBox(spec.name)
-        unit = f" ({spec.unit})" if spec.unit else ""
-        self.checkbox.setToolTip(f"{spec.help}{unit}; unticked, it inherits the default ({spec.shown_default})")
+        self._set_tooltip()
         self.edit: QLineEdit | None = None
         self.widget = self._make_widget()
         self.checkbox.toggled.connect(self._on_toggled)
+
+    def use_spec(self, spec: ParamSpec) -> None:
+        """Show the param as the selected job's type declares it (defaults can differ by type)."""
+        if spec == self.spec:
+            return
+        self.spec = spec
+        self._set_tooltip()
+        if isinstance(self.widget, QSpinBox | QDoubleSpinBox):
+            _set_range(self.widget, spec)
+
+    def _set_tooltip(self) -> None:
+        unit = f" ({self.spec.unit})" if self.spec.unit else ""
+        self.checkbox.setToolTip(
+            f"{self.spec.help}{unit}; unticked, it inherits the default ({self.spec.shown_default})"
+        )
 
     def _make_widget(self) -> QWidget:
         spec = self.spec
@@ -77,33 +108,44 @@ class ParamRow:
             check.toggled.connect(self._on_value_changed)
             return check
         if spec.type is str:
-            self.edit = QLineEdit()
-            self.edit.setPlaceholderText(spec.help)
-            self.edit.editingFinished.connect(self._on_value_changed)
+            if spec.names:  # names to pick from, or type (or browse for) a path
+                names = QComboBox()
+                names.setEditable(True)
+                names.addItems(spec.names)
+                names.activated.connect(self._on_value_changed)
+                # Long names must not widen the whole panel.
+                names.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                names.setMinimumContentsLength(8)
+                field: QWidget = names
+                line = names.lineEdit()
+                assert line is not None  # an editable combo has one
+                edit = line
+            else:
+                field = edit = QLineEdit()
+            edit.setPlaceholderText(spec.help)
+            edit.editingFinished.connect(self._on_value_changed)
+            self.edit = edit
             if not spec.path:
-                return self.edit
-            browse = QPushButton("…")
+                return field
+            browse = QToolButton()
+            browse.setText("…")
             browse.setToolTip(f"choose a file for {spec.name}")
             browse.clicked.connect(self._on_browse_clicked)
             box = QWidget()
             row = QHBoxLayout(box)
             row.setContentsMargins(0, 0, 0, 0)
-            row.addWidget(self.edit, 1)
+            row.addWidget(field, 1)
             row.addWidget(browse)
             return box
         spin: QSpinBox | QDoubleSpinBox
         if spec.type is int:
             spin = QSpinBox()
-            low = int(spec.minimum or 0) + (1 if spec.exclusive_minimum else 0)
-            spin.setRange(low, int(spec.maximum if spec.maximum is not None else 1_000_000))
             spin.setSingleStep(16 if spec.unit == "px" else 1)
         else:
             spin = QDoubleSpinBox()
             spin.setDecimals(3)
-            step = 10 ** -spin.decimals()
-            bottom = (spec.minimum or 0.0) + (step if spec.exclusive_minimum else 0.0)
-            spin.setRange(bottom, spec.maximum if spec.maximum is not None else _FLOAT_MAX)
             spin.setSingleStep(0.05)
+        _set_range(spin, spec)
         if spec.unit:
             spin.setSuffix(f" {spec.unit}" if spec.unit != "µm per pixel" else " µm/px")
         spin.setKeyboardTracking(False)  # one edit per value, not per keystroke
@@ -133,7 +175,10 @@ class ParamRow:
             return self.edit.text().strip()
         if isinstance(w, QCheckBox):
             return w.isChecked()
-        return w.value()  # type: ignore[attr-defined]
+        assert isinstance(w, QSpinBox | QDoubleSpinBox)
+        if w.specialValueText() and w.value() == w.minimum():
+            return None  # the "unset" value
+        return w.value()
 
     def _show(self, value: Any | None) -> None:
         w = self.widget
@@ -143,13 +188,21 @@ class ParamRow:
                 w.setCurrentIndex(max(w.findText(str(value)), 0) if value is not None else 0)
             elif self.edit is not None:
                 self.edit.setText("" if value is None else str(value))
+                self.edit.setCursorPosition(0)  # a long path shows its start
                 mark_invalid(self.edit, None)
             elif isinstance(w, QCheckBox):
                 w.setChecked(bool(value))
-            elif value is None:
-                w.clear()  # type: ignore[attr-defined]  # empty box: nothing set and nothing to inherit
-            else:
-                w.setValue(value)  # type: ignore[attr-defined]
+            elif isinstance(w, QSpinBox):
+                w.setValue(int(value) if value is not None else w.minimum())
+                if value is None and not w.specialValueText():
+                    w.clear()  # empty box: nothing set and nothing to inherit
+            elif isinstance(w, QDoubleSpinBox):
+                if value is not None:
+                    w.setValue(float(value))
+                elif w.specialValueText():
+                    w.setValue(w.minimum())  # reads e.g. "the model's"
+                else:
+                    w.clear()  # empty box: nothing set and nothing to inherit
         finally:
             w.blockSignals(False)
 
@@ -192,6 +245,8 @@ class ParamRow:
                 mark_invalid(self.edit, f"{self.key} cannot be empty; untick to inherit")
                 return
             mark_invalid(self.edit, None)
+        elif value is None:
+            return  # a spin box stepped down to its "unset" value: untick to inherit
         if not self._apply(self.key, value) and self.edit is not None:
             mark_invalid(self.edit, f"{self.key} {value!r} was refused")
 
@@ -373,6 +428,7 @@ class InspectorPanel(QWidget):
             spec = kind.spec(key)
             row.set_visible(visible=spec is not None)
             if spec is not None:
+                row.use_spec(spec)
                 row.set_state(job.params.get(key), draft.defaults.get(key, spec.default))
 
     # ---- applying edits ---------------------------------------------------------------------
