@@ -113,6 +113,7 @@ def test_switching_profile_shows_only_that_profiles_slide_workflow_overlays_and_
     assert window.editor.path is None and window.editor.to_workflow().name != "default's cells"
     assert window.windowTitle() == "wsidesk — [alice]"
     assert window.layers.source_label.text() == "No result shown"
+    assert window.mpp_label.text() == ""  # nothing of default's slide stays in the status bar
     # default's run streams on; none of its cells reach alice's view, and its run is not listed.
     alice_slide = tmp_path / "alice.svs"
     shutil.copy(small_slide, alice_slide)
@@ -203,6 +204,7 @@ def test_dashboard_counts_a_waiting_runs_jobs_puts_the_newest_on_top_and_says_ca
     dash.cancel_run_button.click()
     item = dash.tree.topLevelItem(1)
     assert cancelled == ["20250101-000000-aaaaaa"] and item.text(1) == "cancelling…"
+    assert item.child(0).text(1) == "cancelling…"  # its pending job too, until it stops
     assert not dash.cancel_run_button.isEnabled()
     dash.on_event(ev("run_finished", "20250101-000000-aaaaaa", status="cancelled"))
     assert item.text(1) == "cancelled"

@@ -128,6 +128,8 @@ class RunDashboard(QWidget):
         """Say "cancelling…" until the run's last job reaches a safe point (up to one batch)."""
         if (run := self.book.cancel_requested(run_id)) is not None:
             self._show_run(run)
+            for job in run.jobs.values():
+                self._show_job(run, job)
 
     @Slot(object)
     def on_event(self, event: Event) -> None:
