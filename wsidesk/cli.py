@@ -175,15 +175,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ConsoleFormatter(logging.Formatter):
+    """Log lines for a user: an exception is one line (its type and message); -v shows the traceback."""
+
+    def __init__(self, *, verbose: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        self._verbose = verbose
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        if self._verbose:
+            return super().formatException(ei)
+        error = ei[1]
+        return f"  {type(error).__name__}: {error} (run with -v for the traceback)"
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        return super().formatStack(stack_info) if self._verbose else ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+    verbose = bool(getattr(args, "verbose", False))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ConsoleFormatter(verbose=verbose))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     if args.command is None:  # plain `wsidesk` opens the app
         args = parser.parse_args(["gui", *(argv or [])])
     handlers = {

@@ -50,6 +50,7 @@ class _ActiveRun:
     log: EventLog
     cancel: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    out_of_space: bool = False  # a job failed on a full disk: the run is stored as resumable
 
 
 def new_run_id() -> str:
@@ -365,6 +366,7 @@ class Runner:
         """Record a running job as failed and tell the planner. Never raises for the store's sake."""
         run = self._runs[key.run_id]
         reason = self._describe(error)
+        run.out_of_space |= reason.startswith("disk full:")
         if not isinstance(error, WsideskError) and not is_disk_full(error):
             logger.error("job %s crashed", key.job_id, exc_info=error)
         self._record(self._store.set_job_state, key.run_id, key.job_id, JobState.FAILED, error=reason)
@@ -375,7 +377,12 @@ class Runner:
     def _record(self, write: Any, *args: Any, **kwargs: Any) -> bool:
         """A store write whose failure must not stop the run from ending (it is logged once per reason)."""
         try:
-            write(*args, **kwargs)
+            try:
+                write(*args, **kwargs)
+            except Exception as exc:
+                if not (self._describe(exc).startswith("disk full:") and self._store.release_reserve()):
+                    raise
+                write(*args, **kwargs)  # once more, in the space set aside for this
         except Exception as exc:  # noqa: BLE001 - StoreError (disk full...) or anything else: logged
             text = self._describe(exc)
             if text not in self._write_errors:
@@ -497,7 +504,11 @@ class Runner:
                     status = RunStatus.FAILED
                 elif JobState.CANCELLED in states:
                     status = RunStatus.CANCELLED
-            if not self._record(self._store.set_run_status, run_id, status, owner_pid=None) and status in (
+            stored = status
+            if run.out_of_space and status == RunStatus.FAILED:
+                stored = RunStatus.INTERRUPTED  # after space is freed, the same command resumes it
+                logger.warning("run %s is saved as interrupted: free space and run the same command again", run_id)
+            if not self._record(self._store.set_run_status, run_id, stored, owner_pid=None) and status in (
                 RunStatus.SUCCEEDED,
                 RunStatus.CANCELLED,
             ):
@@ -517,11 +528,14 @@ class Runner:
 
     def summary(self, profile: str, run_id: str) -> dict[str, Any]:
         record = self._store.get_run(profile, run_id)
+        with self._lock:
+            # How it ended, even when the store could not record it (disk full).
+            status = self._finished.get(run_id, record.status)
         return {
             "run_id": run_id,
             "profile": record.profile,
             "workflow": record.workflow,
-            "status": record.status,
+            "status": status,
             "started": record.created,
             "finished": record.finished,
             "run_dir": str(record.run_dir),

@@ -83,6 +83,8 @@ SEGMENTATIONS_SCHEMA = (
     "CREATE INDEX segmentations_by_slide ON segmentations (slide)",
 )
 
+RESERVE_FILENAME = ".wsidesk-reserve"
+RESERVE_BYTES = 512 * 1024
 UNFINISHED = tuple(str(s) for s in UNFINISHED_RUN_STATUSES)
 
 
@@ -152,6 +154,32 @@ class Store:
             raise StoreError(msg) from exc
         self._lock = threading.Lock()
         self._create_segmentation_index()
+        self._keep_reserve()
+
+    @property
+    def _reserve(self) -> Path:
+        return self.layout.root / RESERVE_FILENAME
+
+    def _keep_reserve(self) -> None:
+        """A little space set aside, so that on a full disk the end of a run can still be recorded."""
+        if self._reserve.exists():
+            return
+        try:
+            with self._reserve.open("wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            self._reserve.unlink(missing_ok=True)  # no room for it now: the next open tries again
+
+    def release_reserve(self) -> bool:
+        """Free the space set aside (the disk is full); True if there was some."""
+        try:
+            self._reserve.unlink()
+        except OSError:
+            return False
+        logger.warning(
+            "the disk is full: used the space wsidesk set aside in %s to record how runs ended", self.layout.root
+        )
+        return True
 
     def _refuse_lost_history(self) -> None:
         """An empty or missing database beside existing run folders means the history was lost:
