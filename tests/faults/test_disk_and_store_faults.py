@@ -254,3 +254,29 @@ def test_bad_dask_address_fails_at_once_without_a_traceback(workflow: Path, cli)
     cli.fails_cleanly(
         cli("run", str(workflow), "--executor", "dask", "--scheduler-address", "nonsense:::x"), 2, "'nonsense:::x'"
     )
+
+
+def test_the_same_workflow_run_twice_at_once_gives_two_runs_with_the_same_cells(
+    workflow: Path, cli, reference_cells: list[str]
+) -> None:
+    env = {**os.environ, "WSIDESK_DATA_DIR": str(cli.data)}
+    procs = [
+        subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "wsidesk", "run", str(workflow), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=600) for p in procs]
+    for proc, (_, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+        assert "Traceback" not in err
+    run_dirs = {Path(json.loads(out)["runs"][0]["run_dir"]) for out, _ in results}
+    assert len(run_dirs) == 2, "a run whose owner is alive is never taken over"
+    for run_dir in run_dirs:
+        assert cell_rows(run_dir) == reference_cells
+    assert_store_consistent(cli.data)

@@ -93,6 +93,7 @@ def _kill_attempt(job: MortalJob, n: int, wait_until) -> int:
     return pid
 
 
+@pytest.mark.faults  # killed worker processes; the rest of the fault suite is in tests/faults
 def test_job_whose_worker_dies_is_retried_once_on_another_worker(mortal_cluster, store, tmp_path, caplog, wait_until):
     caplog.set_level(logging.WARNING, logger="wsidesk.core.scheduler.dask_executor")
     job = MortalJob(tmp_path, hold_attempts=1)
@@ -110,6 +111,7 @@ def test_job_whose_worker_dies_is_retried_once_on_another_worker(mortal_cluster,
     assert any("died while running job j1: retrying it once" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.faults  # killed worker processes; the rest of the fault suite is in tests/faults
 def test_job_whose_worker_dies_twice_fails_with_a_clear_reason(mortal_cluster, store, tmp_path, wait_until):
     job = MortalJob(tmp_path, hold_attempts=2)
     executor = DaskExecutor.connect(mortal_cluster.scheduler_address)
