@@ -255,3 +255,27 @@ def test_run_finds_a_model_file_relative_to_the_workflow_not_the_current_folder(
     assert out.returncode == 0, out.stderr[-3000:]
     run_dir = Path(json.loads(out.stdout)["runs"][0]["run_dir"])
     assert len((run_dir / "seg" / "cells.csv").read_text().splitlines()) > 10
+
+
+def test_segment_on_a_grayscale_slide_warns_that_the_model_expects_rgb(tmp_path):
+    import numpy as np
+    import tifffile
+
+    gray = tmp_path / "gray.tif"
+    rng = np.random.default_rng(0)
+    data = np.full((768, 1024), 235, np.uint8)
+    data[200:600, 300:800] = rng.integers(60, 160, (400, 500), dtype=np.uint8)  # "tissue", but no colour
+    tifffile.imwrite(gray, data, tile=(256, 256), metadata=None)
+    out = wsidesk(
+        "segment",
+        str(gray),
+        "--mpp",
+        "0.5",
+        "--model",
+        "wsidesk_test_nuclei",
+        "--tile-size",
+        "256",
+        data=tmp_path / "data",
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "has no colour (grayscale)" in out.stderr and "RGB brightfield" in out.stderr

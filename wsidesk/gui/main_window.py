@@ -232,7 +232,7 @@ class MainWindow(QMainWindow):
         self.viewer.cursor_moved.connect(lambda x, y: self.cursor_label.setText(f"x {x:,.0f}  y {y:,.0f} px"))
         self.viewer.zoom_changed.connect(self._on_zoom_changed)
         self.viewer.slide_opened.connect(self._on_slide_opened)
-        self.viewer.slide_closed.connect(lambda _: (self.mpp_label.clear(), self.zoom_label.clear()))
+        self.viewer.slide_closed.connect(self._on_slide_closed)
         self.viewer.tile_failed.connect(lambda message: self.statusBar().showMessage(message, 5000))
         self.library.slide_activated.connect(self.open_slide)
         self.library.result_activated.connect(self.show_result)
@@ -457,6 +457,10 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot retry", str(exc))
 
     @Slot()
+    def _on_slide_closed(self, *_: Any) -> None:
+        self.mpp_label.clear()
+        self.zoom_label.clear()
+
     def _refresh_profile_slots(self) -> None:
         snapshot = self.runner.snapshot()
         self.dashboard.set_profile_slots(snapshot["active_profiles"], snapshot["queued_profiles"])

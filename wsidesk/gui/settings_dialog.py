@@ -32,7 +32,7 @@ class ExecutorSettings(ExecutorConfig):
     """The `ExecutorConfig` the app keeps in its settings file (keys `executor/*`); no fields of its own."""
 
     @classmethod
-    def load(cls, settings: QSettings, *, workers: int) -> ExecutorSettings:
+    def load(cls, settings: QSettings, *, workers: int | None) -> ExecutorSettings:
         """The saved settings; anything unreadable falls back to the default (a hand-edited file)."""
         try:
             return cls(

@@ -21,6 +21,7 @@ from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader
 from wsidesk.core.paths import resolve_path
 from wsidesk.core.segment.engine import PRECISIONS
 from wsidesk.core.segment.models import DEFAULT_MODEL, KNOWN_MODELS, TEST_MODEL
+from wsidesk.core.slide.protocol import looks_grayscale
 from wsidesk.core.slide.reader import SlideReader, open_slide, require_mpp
 from wsidesk.core.tiling.grid import TilePlan, write_plan_json
 
@@ -128,6 +129,13 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             ctx.emit(EventName.TILES_PLANNED, counts, TilesPlannedPayload(plan, mask))  # as the tissue job does
         from wsidesk.core.segment.normalise import SlideNormaliser
 
+        if looks_grayscale(thumbnail):
+            logger.warning(
+                "job %s: %s has no colour (grayscale); %s expects stained RGB brightfield slides and may find no cells",
+                job_id,
+                ctx.image,
+                params.model,
+            )
         normaliser = SlideNormaliser.from_thumbnail(thumbnail, mask)
     finally:
         reader.close()

@@ -254,7 +254,8 @@ def polygons_to_qpolygonf(polygons: list[np.ndarray]) -> list[QPolygonF]:
     for start, k in zip(starts.tolist(), (n + 1).tolist(), strict=True):
         poly = QPolygonF()
         poly.resize(k)
-        memmove(int(voidptr(poly.data(), k * 16, True)), base + start * 16, k * 16)
+        # PySide's stubs do not know VoidPtr(address, size, writable) or int(VoidPtr).
+        memmove(int(voidptr(poly.data(), k * 16, True)), base + start * 16, k * 16)  # type: ignore[call-overload, call-arg, arg-type]
         out.append(poly)
     return out
 
@@ -309,7 +310,7 @@ class _DensityRaster:
         part = counts[r0 * f : r1 * f, c0 * f : c1 * f]
         pad = np.zeros(((r1 - r0) * f, (c1 - c0) * f), dtype=counts.dtype)
         pad[: part.shape[0], : part.shape[1]] = part
-        return pad.reshape(r1 - r0, f, c1 - c0, f).sum(axis=(1, 3))
+        return np.asarray(pad.reshape(r1 - r0, f, c1 - c0, f).sum(axis=(1, 3)))
 
     def render(self, counts: np.ndarray) -> QImage:
         f = self.factor

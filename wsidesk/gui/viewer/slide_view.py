@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QEvent, QPointF, QRectF, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import (
     QCloseEvent,
     QColor,
@@ -357,7 +357,7 @@ class SlideView(QGraphicsView):
         self.setTransform(QTransform.fromScale(scale, scale))
         self.resetCachedContent()  # the cached background was drawn at the old scale
         # Put the anchor's level-0 point back under the anchor.
-        centre = anchor_scene + (vp_center - anchor_vp) / scale
+        centre = anchor_scene + (vp_center - anchor_vp) * (1 / scale)
         self.centerOn(centre)
         if not math.isclose(old, scale, rel_tol=1e-9):
             self.zoom_changed.emit(scale)
@@ -391,7 +391,8 @@ class SlideView(QGraphicsView):
         x0, y0, x1, y1 = tile_level0_rect(self._reader, key, self.tile_size)
         return QRectF(QPointF(x0, y0), QPointF(x1, y1))
 
-    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt override
+    def drawBackground(self, painter: QPainter, rect: QRectF | QRect) -> None:  # noqa: N802 - Qt override
+        rect = QRectF(rect)
         painter.fillRect(rect, BACKGROUND)
         reader = self._reader
         if reader is None:
@@ -455,7 +456,8 @@ class SlideView(QGraphicsView):
             if key not in self._failed and self.cache.peek(key) is None:
                 loader.request(key)
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt override
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:  # noqa: N802 - Qt override
+        rect = QRectF(rect)
         if self._reader is None:
             return
         painter.save()
