@@ -529,7 +529,9 @@ class DaskExecutor:
                 self._backlog.remove(flight)
         for flight in dropped:
             self._complete(flight, None, JobCancelled(f"job {flight.task.job_id} was cancelled before it started"))
-        for flight in flights:
+        # Jobs that have not started go first: telling a running job to stop frees its thread, and a
+        # queued task of the same run must be dropped before it can take that thread.
+        for flight in sorted(flights, key=lambda f: f.worker is not None):
             if flight.task.hooks.is_cancelled():
                 self._cancel(flight, started_too=False)
 
@@ -540,9 +542,9 @@ class DaskExecutor:
         flight.cancel_sent = True
         key, future = flight.key, flight.future
         try:
-            Event(CANCEL_PREFIX + key, client=self._client).set()  # type: ignore[no-untyped-call]
             if future is not None and (flight.worker is None or started_too):
                 future.cancel(reason="wsidesk-cancelled")
+            Event(CANCEL_PREFIX + key, client=self._client).set()  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 - a lost scheduler shows up as the future's state
             logger.debug("cancelling job %s failed: %s", flight.task.job_id, exc)
 
