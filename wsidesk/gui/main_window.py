@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from wsidesk.core.errors import WsideskError
 from wsidesk.core.scheduler.executors import Executor
-from wsidesk.core.scheduler.runner import Runner
+from wsidesk.core.scheduler.runner import Runner, pid_alive
 from wsidesk.core.slide import is_slide
 from wsidesk.core.slide import open_slide as open_slide_file
 from wsidesk.core.slide.protocol import looks_grayscale
@@ -60,18 +60,6 @@ class _ProfileView:
 
     slide: str | None = None
     editor: EditorState | None = None
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +430,7 @@ class MainWindow(QMainWindow):
             if record.run_id in self.dashboard.book.runs:
                 continue
             status = record.status
-            if status is RunStatus.RUNNING and (record.owner_pid == mine or not _pid_alive(record.owner_pid)):
+            if status is RunStatus.RUNNING and (record.owner_pid == mine or not pid_alive(record.owner_pid)):
                 status = RunStatus.INTERRUPTED  # its process died (or quit) before the run finished
             jobs = [(job.job_id, job.branch, JobState(job.state)) for job in self.store.jobs(record.run_id)]
             self.dashboard.add_history(

@@ -57,7 +57,8 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether process `pid` exists (a run whose owner is alive is never taken over)."""
     if not pid:
         return False
     try:
@@ -121,7 +122,7 @@ class Runner:
         source_str = _path_text(source.resolve()) if source is not None else None
         if source_str is not None:
             previous = self._store.find_resumable(profile, source_str, digest)
-            if previous is not None and not _pid_alive(previous.owner_pid):
+            if previous is not None and not pid_alive(previous.owner_pid):
                 if (previous.run_dir / "workflow.yaml").is_file():
                     logger.info("resuming run %s of %s", previous.run_id, source_str)
                     return self.resume(previous.run_id, profile=profile)
@@ -189,7 +190,7 @@ class Runner:
                 f"run the workflow again"
             )
             raise StoreError(msg)
-        owner = self._store.claim_run(run_id, os.getpid(), alive=_pid_alive)
+        owner = self._store.claim_run(run_id, os.getpid(), alive=pid_alive)
         if owner is not None:
             msg = (
                 f"run {run_id} is still running in process {owner}; wait for it to finish, or stop it "
