@@ -7,9 +7,7 @@ import re
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Windows refuses these as file names, with any extension and in any case ("nul.txt", "Com1").
 _RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(\..*)?", re.IGNORECASE)
-SAFE_NAME_RULE = (
-    "1-64 of A-Z a-z 0-9 _ . -, not ending in '.', and not a name Windows reserves (CON, NUL, COM1, ...)"
-)
+SAFE_NAME_RULE = "1-64 of A-Z a-z 0-9 _ . -, not ending in '.', and not a name Windows reserves (CON, NUL, COM1, ...)"
 
 
 def is_safe_name(name: object) -> bool:
