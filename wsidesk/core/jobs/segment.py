@@ -17,7 +17,7 @@ from wsidesk.core.errors import JobCancelled, JobError
 from wsidesk.core.events import EventName, TilesPlannedPayload
 from wsidesk.core.jobs.context import JobContext
 from wsidesk.core.jobs.params import JobType, param
-from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader
+from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader, target_mpp_param
 from wsidesk.core.paths import resolve_path
 from wsidesk.core.segment.engine import PRECISIONS
 from wsidesk.core.segment.models import DEFAULT_MODEL, KNOWN_MODELS, TEST_MODEL
@@ -41,15 +41,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class SegmentParams(TilingParams):
     """The tiling params (planned at the model's resolution unless set), the model and how it runs."""
 
-    target_mpp: float | None = param(
-        None,
-        help="resolution tiles are read at",
-        unit="µm per pixel",
-        minimum=0,
-        exclusive_minimum=True,
-        default_text="the model's",
-        example=0.5,
-    )
+    target_mpp: float | None = target_mpp_param(None, default_text="the model's")
     model: str = param(
         DEFAULT_MODEL,
         help="pretrained InstanSeg model name, or a path to instanseg.pt",

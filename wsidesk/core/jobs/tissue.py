@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,19 @@ logger = logging.getLogger(__name__)
 MAX_TILE_SIZE = 16384  # px; a 16384² RGB tile is already 0.8 GB as float32
 
 
+def target_mpp_param(default: float | None, *, default_text: str = "") -> Any:
+    """The `target_mpp` field: one declaration, whose default each job type chooses."""
+    return param(
+        default,
+        help="resolution tiles are read at",
+        unit="µm per pixel",
+        minimum=0,
+        exclusive_minimum=True,
+        default_text=default_text,
+        example=0.5,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class TilingParams(JobParams):
     """How a slide is cut into tiles; shared by `tissue` and `segment`."""
@@ -30,9 +44,7 @@ class TilingParams(JobParams):
         512, help="tile edge at `target_mpp`", unit="px", minimum=0, exclusive_minimum=True, maximum=MAX_TILE_SIZE
     )
     padding: int = param(80, help="context added on each side of a tile", unit="px", minimum=0)
-    target_mpp: float | None = param(
-        0.5, help="resolution tiles are read at", unit="µm per pixel", minimum=0, exclusive_minimum=True
-    )
+    target_mpp: float | None = target_mpp_param(0.5)
     min_tissue: float = param(0.0, help="fraction of a tile that must be tissue", minimum=0, maximum=1)
     mpp: float | None = param(
         None,
