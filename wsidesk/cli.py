@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wsidesk import __version__
+from wsidesk.cli_cells import add_cells_parser, cmd_cells
 from wsidesk.core.errors import WsideskError
 from wsidesk.core.jobs.params import ParamSpec
 from wsidesk.core.jobs.registry import JOB_TYPES, all_params
@@ -172,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--data-dir", type=Path, help="data folder whose models/ to look in")
     selftest.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     selftest.add_argument("-v", "--verbose", action="store_true", help="log debug messages and tracebacks")
+
+    add_cells_parser(sub)
     return parser
 
 
@@ -211,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "store": cmd_store,
         "models": cmd_models,
         "selftest": cmd_selftest,
+        "cells": cmd_cells,
     }
     try:
         return handlers[args.command](args)

@@ -479,7 +479,7 @@ def test_segment_job_writes_outputs_events_and_reuses_a_tissue_plan(
     rec = Recorder()
     ctx = make_ctx(tmp_path / "seg", small_demo.path, params=params, recorder=rec, inputs={"tissue": tissue_out})
     outputs = segment_job.run_segment_job(ctx)
-    assert set(outputs) == {"tiles", "cells", "cells_csv"}
+    assert set(outputs) == {"tiles", "cells", "cells_csv", "cells_store"}
     assert not [e for e in rec.events if e[0] == "tiles_planned"]  # the tissue job's plan was used
     batches = rec.batches()
     fields, payload = batches[-1]
@@ -491,6 +491,10 @@ def test_segment_job_writes_outputs_events_and_reuses_a_tissue_plan(
     assert doc["failed"] == 0 and not doc["partial"]
     lines = Path(outputs["cells_csv"]).read_text().splitlines()
     assert len(lines) == len(cells) + 1
+    from wsidesk.core.cells.store import open_cells
+
+    table = open_cells(tmp_path / "seg")
+    assert table.note == "" and table.ids.tolist() == [c.id for c in cells]
 
 
 def test_segment_job_min_cell_area_leaves_small_cells_out_of_every_output(

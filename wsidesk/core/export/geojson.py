@@ -33,11 +33,14 @@ def write_geojson(
     *,
     partial: bool = False,
     object_type: str = "detection",
+    classes: Iterable[str] | None = None,
+    colors: Mapping[str, tuple[int, int, int]] | None = None,
 ) -> Path:
     """Stream the cells to a FeatureCollection at `path`, atomically (tmp file + os.replace).
 
     Feature ids are UUIDs made of the file's absolute path and the cell id: stable across rewrites,
-    distinct between files. `partial` marks the results of an unfinished run.
+    distinct between files. `partial` marks the results of an unfinished run. `classes` (one name per
+    cell, '' = none) become QuPath's `classification: {"name", "color": [r, g, b]}` with `colors`.
     """
     path = Path(path)
     # uuid5 of the absolute path with the cell id in its last 12 hex digits: stable across rewrites,
@@ -49,10 +52,12 @@ def write_geojson(
         if partial:
             head["partial"] = True
         f.write(json.dumps(head)[:-1] + ', "features": [\n')
+        names = iter(classes) if classes is not None else None
         for cell in cells:
             key = cell.id if cell.id > 0 else count + 1
             f.write(",\n" if count else "")
-            f.write(_feature_json(cell, feature_id=f"{prefix}-{key:012x}", object_type=object_type))
+            klass = _classification(next(names), colors) if names is not None else ""
+            f.write(_feature_json(cell, feature_id=f"{prefix}-{key:012x}", object_type=object_type, klass=klass))
             count += 1
         f.write("\n]}\n")
     logger.debug("wrote %d cells to %s%s", count, path, " (partial)" if partial else "")
@@ -84,7 +89,16 @@ def feature(
     }
 
 
-def _feature_json(cell: Cell, *, feature_id: str, object_type: str) -> str:
+def _classification(name: str, colors: Mapping[str, tuple[int, int, int]] | None) -> str:
+    """`"classification":{...},` as QuPath writes it (color an [r, g, b] list), or '' for no class."""
+    if not name:
+        return ""
+    rgb = (colors or {}).get(name)
+    color = f',"color":[{int(rgb[0])},{int(rgb[1])},{int(rgb[2])}]' if rgb is not None else ""
+    return f'"classification":{{"name":{_key(name)}{color}}},'
+
+
+def _feature_json(cell: Cell, *, feature_id: str, object_type: str, klass: str = "") -> str:
     """One feature as compact JSON, formatted directly: json.dumps of nested float lists is ~5x slower."""
     poly = cell.polygon
     n = len(poly)
@@ -101,7 +115,7 @@ def _feature_json(cell: Cell, *, feature_id: str, object_type: str) -> str:
     )
     return (
         f'{{"type":"Feature","id":"{feature_id}","geometry":{{"type":"Polygon","coordinates":{coords}}},'
-        f'"properties":{{"objectType":{_key(object_type)},"measurements":{{{measurements}}},'
+        f'"properties":{{"objectType":{_key(object_type)},{klass}"measurements":{{{measurements}}},'
         f'"metadata":{{{metadata}}}}}}}'
     )
 

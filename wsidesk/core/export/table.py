@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from wsidesk.core.fileio import atomic_write
@@ -12,18 +12,29 @@ from wsidesk.core.segment.cells import Cell
 from wsidesk.core.segment.measure import MEASUREMENTS
 
 
-def write_csv(cells: Iterable[Cell], path: str | Path, *, columns: Sequence[str] = MEASUREMENTS) -> Path:
-    """Write one row per cell atomically; a missing or non-finite measurement is an empty field."""
+def write_csv(
+    cells: Iterable[Cell],
+    path: str | Path,
+    *,
+    columns: Sequence[str] = MEASUREMENTS,
+    labels: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """Write one row per cell atomically; a missing or non-finite measurement is an empty field.
+
+    `labels` adds text columns after the measurements (e.g. {"class": one name per cell}).
+    """
+    labels = labels or {}
     rows = (
         [
             cell.id,
             _fmt(cell.centroid[0], 2),
             _fmt(cell.centroid[1], 2),
             *(_fmt(cell.measurements.get(name), 6) for name in columns),
+            *(str(values[i]) for values in labels.values()),
         ]
-        for cell in cells
+        for i, cell in enumerate(cells)
     )
-    return write_rows(["id", "x", "y", *columns], rows, path)
+    return write_rows(["id", "x", "y", *columns, *labels], rows, path)
 
 
 def write_rows(header: Sequence[str], rows: Iterable[Sequence[object]], path: str | Path) -> Path:

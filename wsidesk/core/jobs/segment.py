@@ -298,13 +298,15 @@ def _write_outputs(
     *,
     partial: bool,
 ) -> dict[str, str]:
+    from wsidesk.core.cells.store import write_cell_store
     from wsidesk.core.export.geojson import write_geojson
     from wsidesk.core.export.table import write_csv
 
     tiles_path = write_tiles_json(out_dir / "tiles.json", plan, done, failed, partial=partial)
     geojson = write_geojson(cells, out_dir / "cells.geojson", partial=partial)
     csv = write_csv(cells, out_dir / "cells.csv")
-    return {"tiles": str(tiles_path), "cells": str(geojson), "cells_csv": str(csv)}
+    store = write_cell_store(cells, out_dir, partial=partial)  # after the GeoJSON: it records which one it matches
+    return {"tiles": str(tiles_path), "cells": str(geojson), "cells_csv": str(csv), "cells_store": str(store)}
 
 
 def write_tiles_json(

@@ -1,0 +1,445 @@
+"""Columnar cell store: one `cells.npz` beside `cells.geojson`, opened in well under a second at 1M cells.
+
+Why .npz (uncompressed numpy arrays in a zip): measured against Arrow IPC (Feather) and GeoParquet in
+benchmarks/bench_cells.py it opens as fast as Feather at 1M cells, writes faster than GeoParquet, and needs
+no new dependency (pyarrow would add ~150 MB to the bundle). Polygons are ragged: `poly_offsets` (n + 1)
+into one vertex array. Vertices are stored as int32 hundredths of a level-0 px: exactly the 2 decimals
+cells.geojson writes, so exports made from the store carry the same coordinates for any slide size
+(float32 cannot hold 2 decimals beyond 131,072 px).
+
+`open_cells` reads the store; when it is missing, damaged or older than cells.geojson it reads the GeoJSON
+instead and says so (a logged warning and `CellTable.note`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from wsidesk.core.errors import WsideskError
+from wsidesk.core.segment.measure import MEASUREMENTS
+
+if TYPE_CHECKING:
+    from wsidesk.core.segment.cells import Cell
+
+logger = logging.getLogger(__name__)
+
+STORE_NAME = "cells.npz"
+GEOJSON_NAME = "cells.geojson"
+FORMAT = "wsidesk-cells"
+VERSION = 1
+_COORD_SCALE = 100  # int32 hundredths of a px: cells.geojson's 2 decimals, exact
+
+
+class CellStoreError(WsideskError, ValueError):
+    """A cell store or result folder cannot be read."""
+
+
+class CellTable:
+    """Cells as columns: no per-row Python objects.
+
+    `ids` int64; `x`, `y` float64 level-0 px centroids; `tile` int32 (the tile each cell came from);
+    `columns` name -> float64 measurement (NaN = missing); `classes` str per cell ('' = unclassified);
+    `regions` str per cell or None; `class_colors` name -> '#rrggbb'; polygons ragged as `poly_offsets`
+    (n + 1, int64) into `poly_xy` (m x 2 float32, level-0 px); `bbox` (n x 4 float64: x0, y0, x1, y1).
+    `source` is the file read, `note` says why it is not the store (empty when it is), `partial` whether
+    the run was unfinished.
+    """
+
+    def __init__(
+        self,
+        *,
+        ids: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        columns: Mapping[str, np.ndarray],
+        poly_offsets: np.ndarray,
+        poly_cpx: np.ndarray,
+        bbox: np.ndarray | None = None,
+        tile: np.ndarray | None = None,
+        classes: np.ndarray | None = None,
+        regions: np.ndarray | None = None,
+        class_colors: Mapping[str, str] | None = None,
+        partial: bool = False,
+        source: Path | None = None,
+        note: str = "",
+    ) -> None:
+        n = len(ids)
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.x = np.asarray(x, dtype=np.float64)
+        self.y = np.asarray(y, dtype=np.float64)
+        self.columns = {str(k): np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+        self.poly_offsets = np.asarray(poly_offsets, dtype=np.int64)
+        self.poly_cpx = np.asarray(poly_cpx, dtype=np.int32).reshape(-1, 2)
+        self.tile = np.full(n, -1, dtype=np.int32) if tile is None else np.asarray(tile, dtype=np.int32)
+        self.classes = np.full(n, "", dtype="<U1") if classes is None else np.asarray(classes, dtype=str)
+        self.regions = None if regions is None else np.asarray(regions, dtype=str)
+        self.class_colors: dict[str, str] = dict(class_colors or {})  # class name -> '#rrggbb'
+        self.bbox = _bboxes(self.poly_offsets, self.poly_cpx) if bbox is None else np.asarray(bbox, dtype=np.float64)
+        self.partial = partial
+        self.source = source
+        self.note = note
+        self._poly_xy: np.ndarray | None = None
+        for name, arr in (("x", self.x), ("y", self.y), ("tile", self.tile), ("classes", self.classes)):
+            if len(arr) != n:
+                msg = f"cell table column {name!r} has {len(arr)} values for {n} cells"
+                raise CellStoreError(msg)
+        for name, arr in self.columns.items():
+            if len(arr) != n:
+                msg = f"measurement {name!r} has {len(arr)} values for {n} cells"
+                raise CellStoreError(msg)
+        if self.regions is not None and len(self.regions) != n:
+            msg = f"regions has {len(self.regions)} values for {n} cells"
+            raise CellStoreError(msg)
+        if len(self.poly_offsets) != n + 1 or (n and self.poly_offsets[-1] != len(self.poly_cpx)):
+            msg = f"polygon offsets ({len(self.poly_offsets)}) do not match {n} cells and {len(self.poly_cpx)} vertices"
+            raise CellStoreError(msg)
+        if self.bbox.shape != (n, 4):
+            msg = f"bbox has shape {self.bbox.shape}, expected ({n}, 4)"
+            raise CellStoreError(msg)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"CellTable({len(self)} cells, {len(self.columns)} measurements, source={self.source})"
+
+    @property
+    def column_names(self) -> list[str]:
+        """The measurements, in the export order (known ones first)."""
+        known = [name for name in MEASUREMENTS if name in self.columns]
+        return known + sorted(name for name in self.columns if name not in MEASUREMENTS)
+
+    @property
+    def poly_xy(self) -> np.ndarray:
+        """All polygon vertices (m x 2 float32, level-0 px); made on first use."""
+        if self._poly_xy is None:
+            self._poly_xy = (self.poly_cpx / _COORD_SCALE).astype(np.float32)
+        return self._poly_xy
+
+    def polygon(self, i: int) -> np.ndarray:
+        """Vertices of cell `i` ((k, 2) float64 level-0 px, ring not closed), as cells.geojson has them."""
+        a, b = self.poly_offsets[i], self.poly_offsets[i + 1]
+        return self.poly_cpx[a:b] / float(_COORD_SCALE)
+
+    def take(self, which: np.ndarray | Sequence[int]) -> CellTable:
+        """A new table of the cells selected by a bool mask or by indices (in that order)."""
+        idx = np.asarray(which)
+        if idx.dtype == bool:
+            if len(idx) != len(self):
+                msg = f"mask has {len(idx)} values for {len(self)} cells"
+                raise CellStoreError(msg)
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64, copy=False)
+        starts, ends = self.poly_offsets[idx], self.poly_offsets[idx + 1]
+        lengths = ends - starts
+        offsets = np.zeros(len(idx) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # Vertex index of each output vertex: its cell's start plus its rank within the cell.
+        rank = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+        vertices = self.poly_cpx[np.repeat(starts, lengths) + rank]
+        return CellTable(
+            ids=self.ids[idx],
+            x=self.x[idx],
+            y=self.y[idx],
+            columns={k: v[idx] for k, v in self.columns.items()},
+            poly_offsets=offsets,
+            poly_cpx=vertices,
+            bbox=self.bbox[idx],
+            tile=self.tile[idx],
+            classes=self.classes[idx],
+            regions=None if self.regions is None else self.regions[idx],
+            class_colors=self.class_colors,
+            partial=self.partial,
+            source=self.source,
+            note=self.note,
+        )
+
+    def cells_in_rect(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        """Indices of the cells whose bounding box overlaps the rectangle (level-0 px)."""
+        b = self.bbox
+        hit = (b[:, 2] >= min(x0, x1)) & (b[:, 0] <= max(x0, x1)) & (b[:, 3] >= min(y0, y1)) & (b[:, 1] <= max(y0, y1))
+        return np.flatnonzero(hit)
+
+    def set_classes(self, classes: np.ndarray, colors: Mapping[str, str] | None = None) -> None:
+        """Replace the classes (str per cell, '' = unclassified) and their colours (name -> '#rrggbb')."""
+        classes = np.asarray(classes, dtype=str)
+        if len(classes) != len(self):
+            msg = f"{len(classes)} classes for {len(self)} cells"
+            raise CellStoreError(msg)
+        self.classes = classes
+        self.class_colors = dict(colors or {})
+
+    @property
+    def classified(self) -> bool:
+        return bool((self.classes != "").any())
+
+    def iter_cells(self) -> Iterator[Cell]:
+        """Cell objects, one at a time (for the GeoJSON and CSV writers; exports only)."""
+        from wsidesk.core.segment.cells import Cell
+
+        names = self.column_names
+        regions = self.regions.tolist() if self.regions is not None else [""] * len(self)
+        values = np.column_stack([self.columns[k] for k in names]) if names else np.empty((len(self), 0))
+        for i, region in zip(range(len(self)), regions, strict=True):
+            row = values[i]
+            yield Cell(
+                polygon=self.polygon(i),
+                centroid=(float(self.x[i]), float(self.y[i])),
+                bbox=(float(self.bbox[i, 0]), float(self.bbox[i, 1]), float(self.bbox[i, 2]), float(self.bbox[i, 3])),
+                tile=int(self.tile[i]),
+                measurements={k: float(v) for k, v in zip(names, row, strict=True) if v == v},  # NaN: missing
+                id=int(self.ids[i]),
+                **({"region": region} if region else {}),  # cells of a job run with `roi`
+            )
+
+
+def _bboxes(offsets: np.ndarray, cpx: np.ndarray) -> np.ndarray:
+    n = len(offsets) - 1
+    if n <= 0 or len(cpx) == 0:
+        return np.zeros((max(n, 0), 4), dtype=np.float64)
+    starts = offsets[:-1]
+    lo = np.minimum.reduceat(cpx, starts, axis=0) / float(_COORD_SCALE)
+    hi = np.maximum.reduceat(cpx, starts, axis=0) / float(_COORD_SCALE)
+    return np.column_stack((lo, hi))
+
+
+def table_from_cells(
+    cells: Sequence[Cell],
+    *,
+    regions: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None,
+    partial: bool = False,
+    source: Path | None = None,
+    note: str = "",
+) -> CellTable:
+    """A table of Cell objects (what the segment job and read_geojson give)."""
+    n = len(cells)
+    if regions is None and any(getattr(c, "region", "") for c in cells):
+        regions = [getattr(c, "region", "") for c in cells]
+    names: list[str] = list(MEASUREMENTS)
+    extra = sorted({k for c in cells for k in c.measurements} - set(names))
+    names = [k for k in names if any(k in c.measurements for c in cells)] + extra
+    columns = {k: np.array([c.measurements.get(k, np.nan) for c in cells], dtype=np.float64) for k in names}
+    lengths = np.array([len(c.polygon) for c in cells], dtype=np.int64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    if n:
+        # np.round = cells.geojson's "%.2f" (both round half to even)
+        cpx = np.round(np.concatenate([c.polygon for c in cells]) * _COORD_SCALE).astype(np.int32)
+    else:
+        cpx = np.zeros((0, 2), dtype=np.int32)
+    return CellTable(
+        ids=np.array([c.id for c in cells], dtype=np.int64),
+        x=np.array([c.centroid[0] for c in cells], dtype=np.float64),
+        y=np.array([c.centroid[1] for c in cells], dtype=np.float64),
+        columns=columns,
+        poly_offsets=offsets,
+        poly_cpx=cpx,
+        bbox=np.array([c.bbox for c in cells], dtype=np.float64).reshape(n, 4),
+        tile=np.array([c.tile for c in cells], dtype=np.int32),
+        classes=None if classes is None else np.asarray(classes, dtype=str),
+        regions=None if regions is None else np.asarray(regions, dtype=str),
+        partial=partial,
+        source=source,
+        note=note,
+    )
+
+
+def write_cell_store(
+    cells: Sequence[Cell] | CellTable,
+    out_dir: str | Path,
+    *,
+    regions: Sequence[str] | None = None,
+    partial: bool = False,
+) -> Path:
+    """Write `<out_dir>/cells.npz` atomically (after cells.geojson: the store records which GeoJSON it matches)."""
+    table = cells if isinstance(cells, CellTable) else table_from_cells(cells, regions=regions, partial=partial)
+    return save_table(table, Path(out_dir) / STORE_NAME, partial=partial or table.partial)
+
+
+def save_table(table: CellTable, path: Path, *, partial: bool | None = None) -> Path:
+    """Write a table to `path` (.npz) atomically: tmp file + os.replace."""
+    path = Path(path)
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "cells": len(table),
+        "partial": table.partial if partial is None else partial,
+        "columns": list(table.column_names),
+        "class_colors": table.class_colors,
+        "geojson": _file_stamp(path.parent / GEOJSON_NAME),
+    }
+    class_names, class_codes = np.unique(table.classes, return_inverse=True)
+    arrays: dict[str, np.ndarray] = {
+        "meta": np.array(json.dumps(meta)),
+        "ids": table.ids,
+        "x": table.x,
+        "y": table.y,
+        "tile": table.tile,
+        "bbox": table.bbox,
+        "poly_offsets": table.poly_offsets,
+        "poly_cpx": table.poly_cpx,
+        "class_names": class_names.astype(str),
+        "class_codes": class_codes.astype(np.int32),
+    }
+    if table.regions is not None:
+        region_names, region_codes = np.unique(table.regions, return_inverse=True)
+        arrays["region_names"] = region_names.astype(str)
+        arrays["region_codes"] = region_codes.astype(np.int32)
+    for i, name in enumerate(table.column_names):
+        arrays[f"col{i}"] = table.columns[name]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            np.savez(f, allow_pickle=False, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.debug("wrote %d cells to %s", len(table), path)
+    return path
+
+
+def _file_stamp(path: Path) -> dict[str, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def read_store(path: str | Path) -> CellTable:
+    """A table from a cells.npz; CellStoreError when it is not one or is damaged."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta: dict[str, Any] = json.loads(str(z["meta"]))
+            if meta.get("format") != FORMAT or int(meta.get("version", 0)) > VERSION:
+                msg = f"{path} is not a wsidesk cell store of version <= {VERSION}"
+                raise CellStoreError(msg)
+            names = [str(k) for k in meta["columns"]]
+            class_names = z["class_names"]
+            regions = z["region_names"][z["region_codes"]] if "region_names" in z.files else None
+            table = CellTable(
+                ids=z["ids"],
+                x=z["x"],
+                y=z["y"],
+                columns={name: z[f"col{i}"] for i, name in enumerate(names)},
+                poly_offsets=z["poly_offsets"],
+                poly_cpx=z["poly_cpx"],
+                bbox=z["bbox"],
+                tile=z["tile"],
+                classes=class_names[z["class_codes"]] if len(class_names) else None,
+                regions=regions,
+                class_colors={str(k): str(v) for k, v in (meta.get("class_colors") or {}).items()},
+                partial=bool(meta.get("partial", False)),
+                source=path,
+            )
+    except CellStoreError:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, TypeError, zipfile.BadZipFile, EOFError) as exc:
+        msg = f"cannot read the cell store {path}: {exc}"
+        raise CellStoreError(msg) from exc
+    if len(table) != int(meta.get("cells", -1)):
+        msg = f"cell store {path} holds {len(table)} cells but says {meta.get('cells')}"
+        raise CellStoreError(msg)
+    stamp = meta.get("geojson")
+    current = _file_stamp(path.parent / GEOJSON_NAME)
+    if stamp and current and stamp != current:
+        msg = f"cell store {path} was written for another {GEOJSON_NAME} (it changed since)"
+        raise CellStoreError(msg)
+    return table
+
+
+def result_dir(path: str | Path) -> Path:
+    """The segment result folder of `path`: itself, or the one job folder of a run folder with cells."""
+    path = Path(path)
+    if not path.is_dir():
+        msg = f"{path} is not a folder (expected a segment job's folder or a run folder)"
+        raise CellStoreError(msg)
+    if (path / GEOJSON_NAME).is_file() or (path / STORE_NAME).is_file():
+        return path
+    found = sorted(p.parent for p in path.glob(f"*/{GEOJSON_NAME}")) or sorted(
+        p.parent for p in path.glob(f"*/{STORE_NAME}")
+    )
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        msg = f"{path} holds no cells ({GEOJSON_NAME} or {STORE_NAME}): give a segment job's folder or its run folder"
+        raise CellStoreError(msg)
+    names = ", ".join(p.name for p in found)
+    msg = f"{path} holds several segment results ({names}): give one job's folder, e.g. {found[0]}"
+    raise CellStoreError(msg)
+
+
+def open_cells(result: str | Path) -> CellTable:
+    """The cells of a segment result (job or run folder): the store, else cells.geojson with a warning."""
+    folder = result_dir(result)
+    store = folder / STORE_NAME
+    geojson = folder / GEOJSON_NAME
+    if store.is_file():
+        try:
+            table = read_store(store)
+        except CellStoreError as exc:
+            why = str(exc)
+        else:
+            return _with_saved_classes(table, folder)
+    else:
+        why = f"no cell store {store}"
+    if not geojson.is_file():
+        msg = f"cannot open the cells of {folder}: {why}, and no {GEOJSON_NAME}"
+        raise CellStoreError(msg)
+    note = f"{why}; read {GEOJSON_NAME} instead (slower)"
+    logger.warning("%s", note)
+    from wsidesk.core.export.geojson import read_geojson
+
+    try:
+        cells = read_geojson(geojson)
+        partial = _geojson_partial(geojson)
+    except (OSError, ValueError) as exc:
+        msg = f"cannot open the cells of {folder}: {why}, and {exc}"
+        raise CellStoreError(msg) from exc
+    table = table_from_cells(cells, partial=partial, source=geojson, note=note)
+    return _with_saved_classes(table, folder)
+
+
+def _geojson_partial(path: Path) -> bool:
+    with path.open(encoding="utf-8") as f:
+        return '"partial": true' in f.readline(4096)
+
+
+def _with_saved_classes(table: CellTable, folder: Path) -> CellTable:
+    """When the store has no classes but the result has saved class rules (classes.yaml), apply them."""
+    from wsidesk.core.cells.classes import CLASSES_NAME, RulesError, classify, load_rules
+
+    rules_path = folder / CLASSES_NAME
+    if not rules_path.is_file() or table.classified:
+        return table
+    try:
+        rules = load_rules(rules_path)
+        table.set_classes(classify(table, rules), {r.name: r.color for r in rules})
+    except RulesError as exc:
+        logger.warning("cannot apply the saved classes %s: %s", rules_path, exc)
+        table.note = "; ".join(filter(None, (table.note, f"saved classes not applied: {exc}")))
+    return table
+
+
+__all__ = [
+    "GEOJSON_NAME",
+    "STORE_NAME",
+    "CellStoreError",
+    "CellTable",
+    "open_cells",
+    "read_store",
+    "result_dir",
+    "save_table",
+    "table_from_cells",
+    "write_cell_store",
+]
