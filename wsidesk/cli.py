@@ -1,4 +1,4 @@
-"""Command line: `wsidesk run|validate|segment|demo-slide|profiles|store|models|selftest ...` (see README)."""
+"""Command line: `wsidesk run|validate|segment|demo-slide|profiles|store|cache|models|selftest ...` (see README)."""
 
 from __future__ import annotations
 
@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--force", action="store_true", help="rebuild even when the store looks healthy")
     _common(store)
 
+    from wsidesk.cli_cache import add_parser as add_cache_parser
+
+    add_cache_parser(sub, _common)
+
     models = sub.add_parser("models", help="manage segmentation models")
     models.add_argument("action", nargs="?", choices=["list", "install", "verify"], default="list")
     models.add_argument("name", nargs="?")
@@ -213,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profiles": cmd_profiles,
         "store": cmd_store,
         "models": cmd_models,
+        "cache": cmd_cache,
         "selftest": cmd_selftest,
         "cells": cmd_cells,
     }
@@ -491,6 +496,12 @@ def cmd_store(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK if not report.skipped else EXIT_FAILED
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from wsidesk.cli_cache import cmd_cache as run_cache_command
+
+    return run_cache_command(args, data_dir=_data_dir(args), profile=_profile(args))
 
 
 def cmd_models(args: argparse.Namespace) -> int:

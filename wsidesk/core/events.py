@@ -31,6 +31,7 @@ class EventName(StrEnum):
     JOB_FAILED = "job_failed"
     JOB_SKIPPED = "job_skipped"
     JOB_CANCELLED = "job_cancelled"
+    JOB_REUSED = "job_reused"  # a finished result with the same fingerprint was reused; job_succeeded follows
     TILES_PLANNED = "tiles_planned"
     TILE_BATCH_DONE = "tile_batch_done"
     RUN_FINISHED = "run_finished"

@@ -39,12 +39,15 @@ class ParamSpec:
     choices: tuple[str, ...] = ()
     path: bool = False  # a file path is accepted, relative to the workflow's folder (the inspector offers a picker)
     names: tuple[str, ...] = ()  # for a path param: names it takes instead of a path (e.g. pretrained models)
+    file_suffixes: tuple[str, ...] = ()  # for a path param: only values ending so are files (others are names)
     default_text: str = ""  # shown for a None default, e.g. "the model's"
     example: Any = None  # a typical value, offered when the param is switched on with nothing to inherit
 
     def is_file(self, value: Any) -> bool:
         """Whether `value` names a file (to resolve and check) rather than one of `names`."""
-        return self.path and isinstance(value, str) and value not in self.names
+        if not (self.path and isinstance(value, str) and value not in self.names):
+            return False
+        return not self.file_suffixes or value.lower().endswith(self.file_suffixes)
 
     @property
     def starter(self) -> Any:
@@ -120,6 +123,7 @@ def param(
     choices: tuple[str, ...] = (),
     path: bool = False,
     names: tuple[str, ...] = (),
+    file_suffixes: tuple[str, ...] = (),
     default_text: str = "",
     example: Any = None,
 ) -> Any:
@@ -134,6 +138,7 @@ def param(
         "choices": choices,
         "path": path,
         "names": names,
+        "file_suffixes": file_suffixes,
         "default_text": default_text,
         "example": example,
     }
@@ -145,14 +150,18 @@ class JobParams:
     """Base of every job type's params class: typed values with their declared defaults."""
 
     _specs: ClassVar[tuple[ParamSpec, ...]] = ()
+    # Every job type has it (the result cache, wsidesk/core/cache): false always recomputes.
+    cache: bool = param(True, help="reuse a finished result with the same fingerprint instead of recomputing it")
 
     @classmethod
     def specs(cls) -> tuple[ParamSpec, ...]:
-        """The declared params, in declaration order."""
+        """The declared params, in declaration order; the ones every job type has come last."""
         if "_specs" not in cls.__dict__ or not cls.__dict__["_specs"]:
             hints = typing.get_type_hints(cls)
             specs = []
-            for f in dataclasses.fields(cls):
+            fields = dataclasses.fields(cls)
+            common = {f.name for f in dataclasses.fields(JobParams)}
+            for f in [*(f for f in fields if f.name not in common), *(f for f in fields if f.name in common)]:
                 meta = f.metadata[_META]
                 kind = next(t for t in typing.get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
                 specs.append(ParamSpec(name=f.name, type=kind, **meta))
@@ -170,7 +179,7 @@ class JobParams:
         Keys of other job types are ignored, since a workflow's `defaults` apply to jobs of every type.
         Values were checked when the workflow was validated; a job run without that still gets a clear error.
         """
-        values = {}
+        values: dict[str, Any] = {}
         for spec in cls.specs():
             value = params.get(spec.name)
             if value is None:

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from wsidesk.core.cache.gate import CacheGate, Prepared
 from wsidesk.core.errors import ExecutorLost, JobCancelled, StoreError, WorkflowError, WsideskError
 from wsidesk.core.events import Event, EventName, EventSink, event_name
 from wsidesk.core.fileio import atomic_write, disk_full_message, is_disk_full
@@ -51,6 +52,9 @@ class _ActiveRun:
     cancel: threading.Event = field(default_factory=threading.Event)
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     out_of_space: bool = False  # a job failed on a full disk: the run is stored as resumable
+    # Result cache: fingerprints of running jobs, and of finished jobs whose results are complete.
+    fingerprints: dict[str, Prepared] = field(default_factory=dict)
+    complete: dict[str, str] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -106,6 +110,7 @@ class Runner:
         self._interrupted = False
         self._executor_error: ExecutorLost | None = None
         self._write_errors: set[str] = set()  # store/log write failures already logged
+        self._cache = CacheGate.open(store.layout.root / "cache")
 
     # -- submitting ---------------------------------------------------------------------------
     def submit(
@@ -268,6 +273,7 @@ class Runner:
             for job in self._store.jobs(record.run_id):
                 if job.state == JobState.SUCCEEDED:
                     run.outputs[job.job_id] = dict(job.outputs)
+            run.complete.update(self._cache.complete_fingerprints(record.run_id))
             self._runs[record.run_id] = run
             self._planner.forget(record.run_id)  # a resumed or retried run starts over in the planner
             fields: dict[str, Any] = {"resumed": resumed, "done": len(run.outputs)}
@@ -340,8 +346,6 @@ class Runner:
         workflow = run.workflow
         job = workflow.job(key.job_id)
         branch = workflow.branch_of(key.job_id)
-        self._store.set_job_state(key.run_id, key.job_id, JobState.RUNNING)
-        self._emit(run, EventName.JOB_STARTED, job_id=key.job_id, branch=branch)
         spec = JobSpec(
             run_id=key.run_id,
             profile=run.record.profile,
@@ -355,12 +359,34 @@ class Runner:
             models_dir=self._store.layout.models_dir,
             function=self._job_functions.get(job.type),
         )
+        prepared = self._cache.prepare(spec, {dep: run.complete.get(dep) for dep in job.depends_on})
+        if (reused := self._cache.reuse(spec, prepared)) is not None:
+            self._store.set_job_state(key.run_id, key.job_id, JobState.RUNNING)
+            self._store.set_job_state(
+                key.run_id, key.job_id, JobState.SUCCEEDED, outputs=reused.outputs, slide=spec.image
+            )
+            run.outputs[key.job_id] = reused.outputs
+            run.complete[key.job_id] = reused.fingerprint
+            fields = {
+                "source_run": reused.source_run,
+                "source_job": reused.source_job,
+                "fingerprint": reused.fingerprint,
+            }
+            self._emit(run, EventName.JOB_REUSED, job_id=key.job_id, branch=branch, fields=fields)
+            self._emit(
+                run, EventName.JOB_SUCCEEDED, job_id=key.job_id, branch=branch, fields={"outputs": reused.outputs}
+            )
+            self._apply(self._planner.succeeded(key))
+            return
+        run.fingerprints[key.job_id] = prepared
+        self._store.set_job_state(key.run_id, key.job_id, JobState.RUNNING)
+        self._emit(run, EventName.JOB_STARTED, job_id=key.job_id, branch=branch)
         hooks = JobHooks(
             emit=partial(self._emit_from_job, run, branch, key.job_id),
             is_cancelled=run.cancel.is_set,
             checkpoints=StoreCheckpoints(self._store, key.run_id, key.job_id),
         )
-        done = Completion(partial(self._on_done, key), partial(self._on_fault, key))
+        done = Completion(partial(self._on_done, key, spec), partial(self._on_fault, key))
         self._executor.submit(JobTask(spec, hooks), done)
 
     def _fail(self, key: JobKey, error: BaseException) -> None:
@@ -409,7 +435,7 @@ class Runner:
                     self._finish(run, RunStatus.FAILED)
             self._changed.notify_all()
 
-    def _on_done(self, key: JobKey, result: Any, error: BaseException | None) -> None:
+    def _on_done(self, key: JobKey, spec: JobSpec, result: Any, error: BaseException | None) -> None:
         with self._lock:
             run = self._runs.get(key.run_id)
             if run is None:
@@ -430,6 +456,9 @@ class Runner:
                     error = exc
                 else:
                     run.outputs[key.job_id] = outputs
+                    prepared = run.fingerprints.pop(key.job_id, None)
+                    if prepared and prepared.fingerprint and self._cache.finished(spec, prepared.fingerprint, outputs):
+                        run.complete[key.job_id] = prepared.fingerprint.digest
                     self._emit(
                         run, EventName.JOB_SUCCEEDED, job_id=key.job_id, branch=branch, fields={"outputs": outputs}
                     )
@@ -532,6 +561,7 @@ class Runner:
         with self._lock:
             # How it ended, even when the store could not record it (disk full).
             status = self._finished.get(run_id, record.status)
+        provenance = self._cache.provenance(run_id)
         return {
             "run_id": run_id,
             "profile": record.profile,
@@ -548,6 +578,7 @@ class Runner:
                     "finished": job.finished,
                     "error": job.error,
                     "outputs": dict(job.outputs),
+                    "provenance": provenance.get(job.job_id),
                 }
                 for job in self._store.jobs(run_id)
             },

@@ -448,6 +448,14 @@ class Store:
         )
         return [SegmentationRecord(r["run_id"], r["job_id"], r["workflow"], Path(r["cells"])) for r in rows]
 
+    def relink_segmentation(self, run_id: str, job_id: str, slide: Path) -> None:
+        """Index a finished segmentation under `slide` (its slide moved; found again by fingerprint)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE segmentations SET slide = ? WHERE run_id = ? AND job_id = ?",
+                (str(slide.resolve()), run_id, job_id),
+            )
+
     def _create_segmentation_index(self) -> None:
         """Create the index on first open of a data folder, filled from the jobs already there."""
         with self._tx() as db:
