@@ -89,6 +89,7 @@ class OpenSlideReader:
             props = slide.properties
             self.vendor: str | None = props.get("openslide.vendor")
             self._properties = dict(props)
+            self._associated = tuple(slide.associated_images.keys())  # names only; pixels on request
             self._dimensions = tuple(int(v) for v in slide.dimensions)
             self._level_dimensions = tuple((int(w), int(h)) for w, h in slide.level_dimensions)
             self._level_downsamples = tuple(float(d) for d in slide.level_downsamples)
@@ -131,6 +132,27 @@ class OpenSlideReader:
     def properties(self) -> dict[str, str]:
         """OpenSlide's property map (a copy taken at open)."""
         return dict(self._properties)
+
+    @property
+    def associated_images(self) -> tuple[str, ...]:
+        """Names of the extra images the file holds (e.g. label, macro, thumbnail)."""
+        return self._associated
+
+    def read_associated(self, name: str) -> np.ndarray:
+        """One associated image as RGB uint8 (composited over white)."""
+        what = f"read associated image {name!r}"
+        self._check_usable(what)
+        if name not in self._associated:
+            have = ", ".join(self._associated) or "none"
+            msg = f"cannot {what} of slide {self.path}: no such image (it has: {have})"
+            raise SlideError(msg)
+        openslide = _openslide()
+        try:
+            image = self._slide.associated_images[name]
+        except (openslide.OpenSlideError, OSError, ValueError) as exc:
+            msg = f"cannot {what} of slide {self.path}: {exc}"
+            raise SlideError(msg) from exc
+        return _composite_on_white(np.asarray(image.convert("RGBA")))
 
     @property
     def closed(self) -> bool:

@@ -67,6 +67,19 @@ def require_mpp(reader: SlideReader, override: float | None = None) -> float:
     return reader.mpp
 
 
+def objective_power(reader: SlideReader) -> float | None:
+    """The scanner's objective magnification (e.g. 20 or 40) from the slide's properties, if recorded."""
+    props = getattr(reader, "properties", None) or {}
+    for key in ("openslide.objective-power", "aperio.AppMag"):
+        try:
+            value = float(props[key])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if value > 0 and np.isfinite(value):
+            return value
+    return None
+
+
 def looks_grayscale(rgb: np.ndarray, *, tolerance: int = 2) -> bool:
     """Whether an RGB image (e.g. a slide's thumbnail) has no colour: every pixel's channels are equal
     within `tolerance`. Grayscale and single-channel slides read as such through OpenSlide; brightfield

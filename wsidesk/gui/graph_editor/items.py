@@ -47,7 +47,7 @@ STATE_COLOURS = {
 STATE_OPACITY = {"skipped": 0.45, "cancelled": 0.6}
 LANE_COLOURS = [QColor(c) for c in ("#e8f0fe", "#e6f4ea", "#fef7e0", "#fce8e6", "#f3e8fd", "#e0f7fa")]
 INK = QColor("#263238")
-MUTED = QColor("#607080")
+MUTED = QColor("#3d4b57")  # captions: dark enough to read at the fitted (zoomed-out) scale
 SELECTED = QColor("#1e88e5")
 WARN = QColor("#c0392b")
 PORT_R = 6.0
@@ -179,13 +179,13 @@ class NodeItem(QGraphicsItem):
         painter.drawPath(stripe.intersected(clip))
 
         # Type badge, top right.
-        badge_font = _font(7.5, bold=True)
+        badge_font = _font(8.5, bold=True)
         fm = QFontMetricsF(badge_font)
         text = self.job_type.upper()
         bw = fm.horizontalAdvance(text) + 12
-        badge = QRectF(NODE_W - bw - 8, 8, bw, 17)
+        badge = QRectF(NODE_W - bw - 8, 8, bw, 19)
         painter.setBrush(accent)
-        painter.drawRoundedRect(badge, 8.5, 8.5)
+        painter.drawRoundedRect(badge, 9.5, 9.5)
         painter.setFont(badge_font)
         painter.setPen(QColor("white"))
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
@@ -200,27 +200,27 @@ class NodeItem(QGraphicsItem):
             QRectF(left, 6, title_w, 22), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title
         )
 
-        sub_font = _font(8.5)
+        sub_font = _font(10)
         painter.setFont(sub_font)
         painter.setPen(MUTED)
         sub = QFontMetricsF(sub_font).elidedText(self.subtitle, Qt.TextElideMode.ElideMiddle, NODE_W - left - 12)
         painter.drawText(
-            QRectF(left, 30, NODE_W - left - 12, 18), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, sub
+            QRectF(left, 29, NODE_W - left - 12, 20), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, sub
         )
 
         if self.state:
-            painter.setFont(_font(8, bold=True))
+            painter.setFont(_font(10, bold=True))
             painter.setPen(INK)
             painter.drawText(
-                QRectF(left, 52, NODE_W - left - 12, 18),
+                QRectF(left, 51, NODE_W - left - 12, 20),
                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                 f"● {self.state}",
             )
         elif self.problems:
-            painter.setFont(_font(8, italic=True))
+            painter.setFont(_font(9.5, italic=True))
             painter.setPen(WARN)
             painter.drawText(
-                QRectF(left, 52, NODE_W - left - 12, 18),
+                QRectF(left, 51, NODE_W - left - 12, 20),
                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                 f"⚠ {self.problems[0]}",
             )
@@ -378,7 +378,7 @@ class BranchLaneItem(QGraphicsItem):
         painter.drawText(
             text_rect.adjusted(0, 0, 0, -16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, name
         )
-        painter.setFont(_font(8.5))
+        painter.setFont(_font(10))
         painter.setPen(MUTED)
         count = f"{self.job_count} job" + ("s" if self.job_count != 1 else "")
         painter.drawText(
@@ -387,7 +387,7 @@ class BranchLaneItem(QGraphicsItem):
             count + (" · current" if self.current else ""),
         )
         if self.job_count == 0:
-            painter.setFont(_font(9, italic=True))
+            painter.setFont(_font(10.5, italic=True))
             painter.drawText(
                 QRectF(rect.left() + HEADER_W + 20, rect.top(), 400, rect.height()),
                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,

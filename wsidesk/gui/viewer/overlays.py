@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import shiboken6
-from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtCore import QRectF, Qt, QTimer, QVariantAnimation
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject, QStyleOptionGraphicsItem, QWidget
 
@@ -71,7 +71,7 @@ class TissueOverlay(OverlayItem):
 
     def __init__(self, color: QColor | None = None, parent: QGraphicsItem | None = None) -> None:
         super().__init__(parent)
-        self._color = QColor(color) if color is not None else QColor(40, 200, 90, 90)
+        self._color = QColor(color) if color is not None else QColor(40, 200, 90, 60)
         self._mask: TissueMask | None = None
         self._image: QImage | None = None
 
@@ -126,16 +126,22 @@ class TissueOverlay(OverlayItem):
 # -- tile grid ----------------------------------------------------------------------------------------
 TILE_STATE_STYLES: dict[str, tuple[QColor | None, QColor | None]] = {
     # state: (outline, fill)
-    "pending": (QColor(150, 150, 150, 200), None),
-    "running": (QColor(255, 205, 0, 255), QColor(255, 205, 0, 60)),
-    "done": (QColor(40, 190, 70, 230), QColor(40, 190, 70, 45)),
-    "skipped": (QColor(160, 160, 160, 45), None),
+    # light by default: the tissue under the grid is what the user looks at
+    "pending": (QColor(150, 150, 150, 120), None),
+    "running": (QColor(255, 205, 0, 255), QColor(255, 205, 0, 45)),
+    "done": (QColor(40, 190, 70, 150), QColor(40, 190, 70, 32)),
+    "skipped": (QColor(160, 160, 160, 30), None),
     "failed": (QColor(225, 35, 35, 255), QColor(225, 35, 35, 80)),
 }
+FADED = 0.2  # what is left of the "done" tint once a run has finished
+FADE_MS = 1500
 
 
 class TileGridOverlay(OverlayItem):
-    """A TilePlan's tile cores coloured by state; state changes repaint only the changed tiles."""
+    """A TilePlan's tile cores coloured by state; state changes repaint only the changed tiles.
+
+    Once no tile is pending or running, the "done" tint fades out (failed tiles stay marked).
+    """
 
     name = "tiles"
 
@@ -145,6 +151,12 @@ class TileGridOverlay(OverlayItem):
         self._rects = np.zeros((0, 4), dtype=np.float64)  # x, y, w, h
         self._states: list[str] = []
         self._pos: dict[int, int] = {}  # tile index -> row in _rects
+        self._fade = 1.0  # multiplies the "done" tint's alpha
+        self._fader = QVariantAnimation(self)
+        self._fader.setDuration(FADE_MS)
+        self._fader.setStartValue(1.0)
+        self._fader.setEndValue(FADED)
+        self._fader.valueChanged.connect(self._on_fade_step)
 
     @property
     def plan(self) -> TilePlan | None:
@@ -152,6 +164,8 @@ class TileGridOverlay(OverlayItem):
 
     def set_plan(self, plan: TilePlan | None) -> None:
         self._plan = plan
+        self._fader.stop()
+        self._fade = 1.0
         if plan is None:
             self._rects = np.zeros((0, 4), dtype=np.float64)
             self._states = []
@@ -197,7 +211,22 @@ class TileGridOverlay(OverlayItem):
             changed += 1
             x, y, w, h = self._rects[i]
             self.update(QRectF(x, y, w, h).adjusted(-margin, -margin, margin, margin))
+        if changed and self.finished and self._fader.state() != QVariantAnimation.State.Running:
+            self._fader.start()
         return changed
+
+    @property
+    def finished(self) -> bool:
+        """No tile is pending or running (a run over this plan has ended)."""
+        return bool(self._states) and not any(s in ("pending", "running") for s in self._states)
+
+    @property
+    def fade(self) -> float:
+        return self._fade
+
+    def _on_fade_step(self, value: object) -> None:
+        self._fade = float(value)  # type: ignore[arg-type]
+        self.update()
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         if not len(self._rects):
@@ -221,6 +250,8 @@ class TileGridOverlay(OverlayItem):
             if not rects:
                 continue
             outline, fill = TILE_STATE_STYLES[state]
+            if state == "done" and self._fade < 1.0:
+                outline, fill = _faded(outline, self._fade), _faded(fill, self._fade)
             if outline is not None:
                 pen = QPen(outline, 2.0 if state in ("running", "failed") else 1.0)
                 pen.setCosmetic(True)
@@ -229,6 +260,14 @@ class TileGridOverlay(OverlayItem):
                 painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QBrush(fill) if fill is not None else Qt.BrushStyle.NoBrush)
             painter.drawRects(rects)
+
+
+def _faded(colour: QColor | None, factor: float) -> QColor | None:
+    if colour is None:
+        return None
+    out = QColor(colour)
+    out.setAlpha(round(colour.alpha() * factor))
+    return out
 
 
 # -- cells --------------------------------------------------------------------------------------------

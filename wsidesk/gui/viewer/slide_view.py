@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal, Slot
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import QFrame, QGestureEvent, QGraphicsScene, QGraphicsVi
 
 from wsidesk.core.slide.reader import SlideReader
 from wsidesk.core.slide.reader import open_slide as open_slide_file
+from wsidesk.gui.viewer.display import DisplaySettings, apply_display
 from wsidesk.gui.viewer.minimap import MinimapPainter, ScaleBarPainter
 from wsidesk.gui.viewer.overlays import CellOverlay, OverlayItem, TileGridOverlay, TissueOverlay
 from wsidesk.gui.viewer.tile_cache import TileCache, TileKey
@@ -100,10 +102,14 @@ class SlideView(QGraphicsView):
         self._loader: TileLoader | None = None
         self._thumbnail: QImage | None = None
         self._thumbnail_rgb: np.ndarray | None = None
+        self._display = DisplaySettings()
         self._keep_fitted = False
         self._requested: frozenset[TileKey] = frozenset()
         self._failed: set[TileKey] = set()
         self._minimap_dragging = False
+        # Gets mouse and key events first (the annotation tools): methods mouse_press, mouse_move,
+        # mouse_release, mouse_double_click, key_press return True when they handled the event.
+        self.interaction: Any = None
         self.minimap = MinimapPainter()
         self.scale_bar = ScaleBarPainter()
 
@@ -203,7 +209,7 @@ class SlideView(QGraphicsView):
         self.close_slide()
         self._reader = reader
         self._owns_reader = owned
-        self._thumbnail = rgb_to_qimage(thumb)
+        self._thumbnail = rgb_to_qimage(apply_display(thumb, self._display))
         self._thumbnail_rgb = thumb
         self._failed.clear()
         self._requested = frozenset()
@@ -265,6 +271,26 @@ class SlideView(QGraphicsView):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.shutdown()
         super().closeEvent(event)
+
+    # -- display ----------------------------------------------------------------------------------
+    @property
+    def display(self) -> DisplaySettings:
+        return self._display
+
+    def set_display(self, settings: DisplaySettings) -> None:
+        """Show the slide with other brightness/contrast/gamma or a stain view.
+
+        Tiles are keyed by their display, so the loader threads read and convert the visible ones while
+        the (converted) thumbnail stands in; tiles seen before with these settings come from the cache.
+        """
+        if settings == self._display:
+            return
+        self._display = settings
+        if self._thumbnail_rgb is not None:
+            self._thumbnail = rgb_to_qimage(apply_display(self._thumbnail_rgb, settings))
+        self._failed.clear()
+        self.resetCachedContent()
+        self.viewport().update()
 
     # -- geometry -----------------------------------------------------------------------------------
     def scale_factor(self) -> float:
@@ -384,7 +410,8 @@ class SlideView(QGraphicsView):
         if c1 <= c0 or r1 <= r0:
             return []
         path = self._reader.path
-        return [TileKey(path, level, c, r) for r in range(r0, r1) for c in range(c0, c1)]
+        display = self._display
+        return [TileKey(path, level, c, r, display) for r in range(r0, r1) for c in range(c0, c1)]
 
     def _tile_rect(self, key: TileKey) -> QRectF:
         assert self._reader is not None
@@ -510,7 +537,16 @@ class SlideView(QGraphicsView):
             self.center_on(target.x(), target.y())
             event.accept()
             return
+        if self.interaction is not None and self.interaction.mouse_press(event):
+            event.accept()
+            return
         super().mousePressEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if self.interaction is not None and self.interaction.mouse_double_click(event):
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         if self._reader is not None:
@@ -523,6 +559,9 @@ class SlideView(QGraphicsView):
             self.center_on(target.x(), target.y())
             event.accept()
             return
+        if self.interaction is not None and self.interaction.mouse_move(event):
+            event.accept()
+            return
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
@@ -530,9 +569,15 @@ class SlideView(QGraphicsView):
             self._minimap_dragging = False
             event.accept()
             return
+        if self.interaction is not None and self.interaction.mouse_release(event):
+            event.accept()
+            return
         super().mouseReleaseEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        if self.interaction is not None and self.interaction.key_press(event):
+            event.accept()
+            return
         key = event.key()
         step_x = max(self.viewport().width() // 5, 1)
         step_y = max(self.viewport().height() // 5, 1)

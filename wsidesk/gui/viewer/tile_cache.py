@@ -9,17 +9,21 @@ from dataclasses import dataclass
 
 from PySide6.QtGui import QImage
 
+from wsidesk.gui.viewer.display import DisplaySettings
+
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class TileKey:
-    """One tile of one pyramid level: column/row in tile units at that level (not level-0 px)."""
+    """One tile of one pyramid level: column/row in tile units at that level (not level-0 px), as
+    `display` shows it (a tile is cached once per display setting)."""
 
     path: str
     level: int
     col: int
     row: int
+    display: DisplaySettings = DisplaySettings()
 
     def __post_init__(self) -> None:
         if self.level < 0 or self.col < 0 or self.row < 0:

@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage
 
 from wsidesk.core.slide.reader import SlideReader
+from wsidesk.gui.viewer.display import apply_display
 from wsidesk.gui.viewer.tile_cache import TileCache, TileKey
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def tile_level0_rect(
 
 
 def read_tile(reader: SlideReader, key: TileKey, tile_size: int = TILE_SIZE) -> QImage:
-    """Read one tile (edge tiles are cut to the level's size) as a QImage."""
+    """Read one tile (edge tiles are cut to the level's size) as a QImage, as `key.display` shows it."""
     if key.level >= len(reader.level_dimensions):
         msg = f"tile {key} asks for level {key.level}; the slide has {len(reader.level_dimensions)}"
         raise ValueError(msg)
@@ -71,7 +72,7 @@ def read_tile(reader: SlideReader, key: TileKey, tile_size: int = TILE_SIZE) -> 
     if rgb.shape[:2] != (h, w):
         msg = f"reader returned {rgb.shape[:2]} for tile {key}, expected {(h, w)}"
         raise ValueError(msg)
-    return rgb_to_qimage(rgb)
+    return rgb_to_qimage(apply_display(rgb, key.display))
 
 
 @dataclass(frozen=True, slots=True)
