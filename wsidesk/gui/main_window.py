@@ -38,6 +38,7 @@ from wsidesk.gui.graph_editor.editor import EditorState
 from wsidesk.gui.live_results import LiveResults
 from wsidesk.gui.panels import LayersPanel, LibraryPanel
 from wsidesk.gui.profiles import ProfileSwitcher
+from wsidesk.gui.results import ResultsWorkbench
 from wsidesk.gui.settings_dialog import ExecutorSettings, SettingsDialog
 from wsidesk.gui.viewer import SlideView
 
@@ -120,6 +121,11 @@ class MainWindow(QMainWindow):
             profile=lambda: self.profiles.current,
             parent=self,
         )
+        self.workbench = ResultsWorkbench(self.viewer, self.settings, lambda: self.profiles.current, self)
+        self.workbench.message.connect(lambda text: self.statusBar().showMessage(text, 15_000))
+        self._results_docks = self.workbench.add_docks(self)
+        self.tabifyDockWidget(docks[2], self._results_docks[0])  # the table shares the bottom with Runs
+        docks[2].raise_()
         self._build_actions()
         self._build_status_bar()
         self._wire()
@@ -197,6 +203,8 @@ class MainWindow(QMainWindow):
         toolbar.addActions([self.zoom_in_action, self.zoom_out_action, self.fit_action])
         toolbar.addSeparator()
         toolbar.addWidget(self.profiles)
+        toolbar.addSeparator()
+        toolbar.addWidget(self.workbench.export_button)
 
     def _build_status_bar(self) -> None:
         self.mpp_label, self.zoom_label, self.cursor_label = QLabel(), QLabel(), QLabel()
@@ -301,28 +309,28 @@ class MainWindow(QMainWindow):
         self._remember_recent(path)
 
     def show_result(self, cells_path: str) -> None:
-        """Show a finished segmentation (cells.geojson, and its tiles.json) on the open slide."""
-        from wsidesk.core.export.geojson import read_geojson
+        """Show a finished segmentation (its cell store, else cells.geojson) in the results workbench."""
         from wsidesk.core.tiling.grid import TilePlan
 
+        for overlay in self.viewer.overlays.values():
+            overlay.clear()  # nothing of what was shown before stays beside the result
         try:
-            cells = read_geojson(Path(cells_path))
+            table = self.workbench.open_result(Path(cells_path).parent)
         except (WsideskError, OSError, ValueError) as exc:
             QMessageBox.warning(self, "Cannot show result", f"{cells_path}: {exc}")
             return
         tiles = Path(cells_path).with_name("tiles.json")
-        for overlay in self.viewer.overlays.values():
-            overlay.clear()  # nothing of what was shown before stays beside the result
         if tiles.exists():
             plan = TilePlan.read_json(tiles)
             self.viewer.tile_overlay.set_plan(plan)
             self.viewer.tile_overlay.set_tile_states(dict.fromkeys(range(plan.total), "done"))
-        self.viewer.cell_overlay.add_cells(cells)
+        self._results_docks[0].raise_()
         source = self.live.result_source(str(Path(cells_path)))
         if source is None:  # not listed: name it by its folder (<run>/<job>/cells.geojson)
             source = (Path(cells_path).parent.parent.name, Path(cells_path).parent.name)
         self.live.set_source(source, "finished")
-        self.statusBar().showMessage(f"{len(cells):,} cells from {cells_path}", 8000)
+        if not table.note:  # a fallback to the GeoJSON keeps the workbench's longer message
+            self.statusBar().showMessage(f"{len(table):,} cells from {cells_path}", 8000)
 
     @Slot()
     def _on_open_slide(self) -> None:

@@ -130,4 +130,5 @@ def test_segment_run_paints_cells_live_before_the_job_finishes(qtbot, window, tm
     qtbot.waitUntil(lambda: window.library.results.count() == 1, timeout=5_000)
     window.viewer.cell_overlay.clear()
     window.show_result(window.library.results.item(0).data(Qt.ItemDataRole.UserRole))
-    assert window.viewer.cell_overlay.cell_count == counts[-1]
+    assert window.workbench.overlay.cell_count == counts[-1]  # the results workbench shows it
+    assert window.workbench.table.model.rowCount() == counts[-1]
