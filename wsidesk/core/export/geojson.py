@@ -113,6 +113,8 @@ def _feature_json(cell: Cell, *, feature_id: str, object_type: str, klass: str =
         f'"cell_id":"{cell.id}","tile":"{cell.tile}",'
         f'"centroid_x":"{float(cell.centroid[0])!r}","centroid_y":"{float(cell.centroid[1])!r}"'
     )
+    if cell.region:  # the annotation (roi) holding the centroid
+        metadata += f',"region":{_key(cell.region)}'
     return (
         f'{{"type":"Feature","id":"{feature_id}","geometry":{{"type":"Polygon","coordinates":{coords}}},'
         f'"properties":{{"objectType":{_key(object_type)},{klass}"measurements":{{{measurements}}},'
@@ -196,6 +198,7 @@ def read_geojson(path: str | Path) -> list[Cell]:
                 tile=int(meta.get("tile", -1)),
                 measurements={k: float(v) for k, v in measurements.items() if v is not None},
                 id=int(meta.get("cell_id", n)),
+                region=str(meta.get("region", "")),
             )
         )
     return cells

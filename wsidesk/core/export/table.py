@@ -21,20 +21,24 @@ def write_csv(
 ) -> Path:
     """Write one row per cell atomically; a missing or non-finite measurement is an empty field.
 
+    Cells of a job run with `roi` get a `region` column after x, y: the annotation holding the centroid.
     `labels` adds text columns after the measurements (e.g. {"class": one name per cell}).
     """
     labels = labels or {}
+    cells = list(cells)
+    region = ["region"] if any(cell.region for cell in cells) else []
     rows = (
         [
             cell.id,
             _fmt(cell.centroid[0], 2),
             _fmt(cell.centroid[1], 2),
+            *([cell.region] if region else []),
             *(_fmt(cell.measurements.get(name), 6) for name in columns),
             *(str(values[i]) for values in labels.values()),
         ]
         for i, cell in enumerate(cells)
     )
-    return write_rows(["id", "x", "y", *columns, *labels], rows, path)
+    return write_rows(["id", "x", "y", *region, *columns, *labels], rows, path)
 
 
 def write_rows(header: Sequence[str], rows: Iterable[Sequence[object]], path: str | Path) -> Path:

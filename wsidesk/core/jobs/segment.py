@@ -17,7 +17,7 @@ from wsidesk.core.errors import JobCancelled, JobError
 from wsidesk.core.events import EventName, TilesPlannedPayload
 from wsidesk.core.jobs.context import JobContext
 from wsidesk.core.jobs.params import JobType, param
-from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader, target_mpp_param
+from wsidesk.core.jobs.tissue import TilingParams, job_regions, plan_from_reader, target_mpp_param
 from wsidesk.core.paths import resolve_path
 from wsidesk.core.segment.engine import PRECISIONS
 from wsidesk.core.segment.models import DEFAULT_MODEL, KNOWN_MODELS, TEST_MODEL
@@ -27,6 +27,8 @@ from wsidesk.core.tiling.grid import TilePlan, write_plan_json
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from wsidesk.core.annotations.regions import Regions
 
     from wsidesk.core.segment.cells import Cell
     from wsidesk.core.segment.engine import BatchResult
@@ -68,6 +70,7 @@ def model_dir(ctx: JobContext) -> Path:
 
 def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one linear recipe
     """Job function for type `segment`; see the module docstring."""
+    from wsidesk.core.annotations.regions import RegionFilter, region_summaries, write_region_outputs
     from wsidesk.core.segment.engine import segment_slide
     from wsidesk.core.segment.merge import CellMerger
     from wsidesk.core.segment.models import ModelStore, cached_model
@@ -101,6 +104,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             reader.close()
             reader = open_slide(ctx.image, mpp=slide_mpp_override)
         require_mpp(reader)  # a clear error before any work
+        regions = job_regions(ctx, params.roi, reader.dimensions)
         plan_params = TilingParams(
             tile_size=params.tile_size,
             padding=params.padding,
@@ -108,12 +112,14 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             min_tissue=params.min_tissue,
             mpp=slide_mpp_override,
         )
-        plan = _plan_from_inputs(ctx, plan_params, require_mpp(reader))
+        plan = _plan_from_inputs(ctx, plan_params, require_mpp(reader), regions)
         if plan is not None:
             thumbnail, mask = _tissue_thumbnail(reader)
         else:
             try:
-                plan, thumbnail, mask = plan_from_reader(reader, plan_params, check_cancelled=ctx.check_cancelled)
+                plan, thumbnail, mask = plan_from_reader(
+                    reader, plan_params, check_cancelled=ctx.check_cancelled, regions=regions
+                )
             except ValueError as exc:
                 msg = f"job {job_id} (segment) on {ctx.image}: {exc}"
                 raise JobError(msg) from exc
@@ -143,11 +149,12 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     )
 
     # Resume: tiles the store calls finished AND whose cells are in the shard file are not run again.
-    shards = CellShards(out_dir, header=_shard_header(plan, model_name=str(model.path)))
+    header = _shard_header(plan, model_name=str(model.path))
+    shards = CellShards(out_dir, header=header | ({"regions": plan.region_digest} if regions is not None else {}))
     stored = ctx.checkpoints.load()
     finished = {i for i, (state, _) in stored.items() if state in ("done", "failed")}
     previous = shards.load(finished)
-    merger = CellMerger()
+    merger: CellMerger | RegionFilter = CellMerger() if regions is None else RegionFilter(CellMerger(), regions)
     merger.restore(previous.cells)
     done: set[int] = set(previous.done)
     failed: dict[int, str] = dict(previous.failed)
@@ -186,7 +193,11 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         cells = merger.cells()
         if params.min_cell_area > 0:
             cells = [c for c in cells if c.measurements.get("area_um2", 0.0) >= params.min_cell_area]
-        return _write_outputs(out_dir, plan, cells, done, failed, partial=partial)
+        outputs = _write_outputs(out_dir, plan, cells, done, failed, partial=partial)
+        if regions is not None:
+            summaries = region_summaries(cells, regions, mpp=plan.slide_mpp)
+            outputs.update(write_region_outputs(out_dir, regions, summaries))
+        return outputs
 
     mpp_for_reads = slide_mpp_override
     try:
@@ -243,8 +254,10 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     return outputs
 
 
-def _plan_from_inputs(ctx: JobContext, params: TilingParams, slide_mpp: float) -> TilePlan | None:
-    """A tissue job's plan from the dependencies, when it was made for the same grid and slide."""
+def _plan_from_inputs(
+    ctx: JobContext, params: TilingParams, slide_mpp: float, regions: Regions | None
+) -> TilePlan | None:
+    """A tissue job's plan from the dependencies, when it was made for the same grid, slide and regions."""
     for dep, outputs in ctx.inputs.items():
         path = outputs.get("tiles")
         if not path:
@@ -262,6 +275,7 @@ def _plan_from_inputs(ctx: JobContext, params: TilingParams, slide_mpp: float) -
             and math.isclose(plan.slide_mpp, slide_mpp, rel_tol=1e-6)
             and math.isclose(plan.min_tissue, params.min_tissue, abs_tol=1e-9)
             and Path(plan.slide_path).resolve() == Path(str(ctx.image)).resolve()
+            and plan.region_digest == ("" if regions is None else regions.digest)
         )
         if same:
             logger.info("using the tile plan of job %s (%s)", dep, path)
@@ -305,7 +319,8 @@ def _write_outputs(
     tiles_path = write_tiles_json(out_dir / "tiles.json", plan, done, failed, partial=partial)
     geojson = write_geojson(cells, out_dir / "cells.geojson", partial=partial)
     csv = write_csv(cells, out_dir / "cells.csv")
-    store = write_cell_store(cells, out_dir, partial=partial)  # after the GeoJSON: it records which one it matches
+    regions = [c.region for c in cells] if any(c.region for c in cells) else None  # jobs run with `roi`
+    store = write_cell_store(cells, out_dir, regions=regions, partial=partial)  # after the GeoJSON: it records it
     return {"tiles": str(tiles_path), "cells": str(geojson), "cells_csv": str(csv), "cells_store": str(store)}
 
 

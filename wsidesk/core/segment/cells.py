@@ -22,6 +22,7 @@ class Cell:
     tile: int  # index of the tile it was kept from
     measurements: Mapping[str, float] = field(default_factory=dict)
     id: int = 0  # assigned when the cell is accepted by the merger (1, 2, ...)
+    region: str = ""  # name of the region (annotation) holding its centroid, for jobs run with `roi`
 
     def __post_init__(self) -> None:
         polygon = np.asarray(self.polygon, dtype=np.float64)
@@ -37,7 +38,7 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (used by checkpoint shards)."""
-        return {
+        out = {
             "id": self.id,
             "tile": self.tile,
             "centroid": list(self.centroid),
@@ -45,6 +46,9 @@ class Cell:
             "polygon": np.round(self.polygon, 2).tolist(),
             "measurements": dict(self.measurements),
         }
+        if self.region:
+            out["region"] = self.region
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Cell:
@@ -55,4 +59,5 @@ class Cell:
             tile=int(data["tile"]),
             measurements=data.get("measurements", {}),
             id=int(data.get("id", 0)),
+            region=str(data.get("region", "")),
         )

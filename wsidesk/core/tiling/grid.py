@@ -60,9 +60,12 @@ class TilePlan:
     downsample: float  # level-0 px per target px
     tiles: tuple[Tile, ...]
     min_tissue: float = 0.0
+    regions: tuple[str, ...] = ()  # names of the regions (roi) the plan is limited to; () = the whole slide
+    region_digest: str = ""  # identifies those regions' shapes (see annotations.regions.Regions.digest)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tiles", tuple(self.tiles))
+        object.__setattr__(self, "regions", tuple(self.regions))
         if self.tile_size <= 0 or self.padding < 0:
             msg = f"tile size must be > 0 and padding >= 0, got {self.tile_size} and {self.padding}"
             raise ValueError(msg)
@@ -126,6 +129,7 @@ class TilePlan:
             "total": self.total,
             "tissue": self.tissue,
             "skipped": self.skipped,
+            **({"regions": {"names": list(self.regions), "digest": self.region_digest}} if self.regions else {}),
             "tiles": [
                 {
                     "index": t.index,
@@ -171,6 +175,8 @@ class TilePlan:
                 downsample=float(data["downsample"]),
                 tiles=tiles,
                 min_tissue=float(data.get("min_tissue", 0.0)),
+                regions=tuple(str(n) for n in data.get("regions", {}).get("names", ())),
+                region_digest=str(data.get("regions", {}).get("digest", "")),
             )
         except (KeyError, TypeError) as exc:
             msg = f"not a tile plan (tiles.json): missing or invalid {exc}"
