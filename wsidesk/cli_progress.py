@@ -63,6 +63,8 @@ def _describe(event: Event) -> str | None:
         EventName.PROFILE_QUEUED: f"profile {event.profile} waits for a slot (position {f.get('position')})",
         EventName.PROFILE_ACTIVATED: f"profile {event.profile} is active",
         EventName.JOB_STARTED: "started",
+        EventName.JOB_REUSED: f"reused the result of run {f.get('source_run')} "
+        f"(fingerprint {str(f.get('fingerprint'))[:12]})",
         EventName.JOB_SUCCEEDED: "succeeded",
         EventName.JOB_FAILED: f"FAILED: {f.get('error')}",
         EventName.JOB_SKIPPED: f"skipped: {f.get('reason')}",

@@ -29,6 +29,7 @@ class JobProgress:
     rate_origin: tuple[float, int] | None = None  # (ts, tiles done) the rate counts from
     last_batch: tuple[float, int] | None = None  # (ts, tiles done) of the newest batch
     log: list[str] = field(default_factory=list)
+    reused_from: str | None = None  # run whose finished result this job reused instead of running
 
     @property
     def rate(self) -> float:
@@ -141,12 +142,16 @@ class ProgressBook:
             job.state = state
             if state is JobState.RUNNING:
                 job.started = event.ts
+                job.reused_from = None
                 job.first_batch = None
                 job.rate_origin = job.last_batch = None
             else:
                 run.jobs_finished += 1
             detail = f.get("error") or f.get("reason")
             job.log.append(_stamp(event.ts) + f" {name.removeprefix('job_')}" + (f": {detail}" if detail else ""))
+        elif name is EventName.JOB_REUSED:
+            job.reused_from = str(f.get("source_run", ""))
+            job.log.append(_stamp(event.ts) + f" reused the result of run {job.reused_from} (no recomputation)")
         elif name is EventName.TILES_PLANNED:
             job.tiles_total = int(f.get("tissue", 0))
             job.log.append(_stamp(event.ts) + f" {f.get('tissue')} tissue tiles of {f.get('total')}")

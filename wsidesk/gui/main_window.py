@@ -38,6 +38,7 @@ from wsidesk.gui.graph_editor.editor import EditorState
 from wsidesk.gui.live_results import LiveResults
 from wsidesk.gui.panels import LayersPanel, LibraryPanel
 from wsidesk.gui.profiles import ProfileSwitcher
+from wsidesk.gui.provenance import ProvenancePanel, offer_relink
 from wsidesk.gui.results import ResultsWorkbench
 from wsidesk.gui.settings_dialog import ExecutorSettings, SettingsDialog
 from wsidesk.gui.viewer import SlideView
@@ -99,6 +100,8 @@ class MainWindow(QMainWindow):
         bottom = QTabWidget()
         bottom.addTab(self.dashboard, "Runs")
         bottom.addTab(self.stats, "Scheduler statistics")
+        self.provenance = ProvenancePanel(lambda run_id: self.runner.summary(self.profiles.current, run_id))
+        bottom.addTab(self.provenance, "Provenance")
         docks = [
             self._dock("Library", self.library, Qt.DockWidgetArea.LeftDockWidgetArea),
             self._dock("Layers", self.layers, Qt.DockWidgetArea.RightDockWidgetArea),
@@ -242,6 +245,8 @@ class MainWindow(QMainWindow):
         self.dashboard.cancel_profile_requested.connect(self.runner.cancel_profile)
         self.dashboard.resume_run_requested.connect(self.resume_run)
         self.dashboard.retry_branch_requested.connect(self._on_retry_branch)
+        self.dashboard.selection_changed.connect(self.provenance.show_run)
+        self.provenance.rerun_requested.connect(self.rerun)
         self._slots_timer = QTimer(self)
         self._slots_timer.setInterval(1000)
         self._slots_timer.timeout.connect(self._refresh_profile_slots)
@@ -445,6 +450,26 @@ class MainWindow(QMainWindow):
                 record.run_id, profile=profile, workflow=record.workflow, status=status, jobs=jobs
             )
 
+    @Slot(str, bool)
+    def rerun(self, run_id: str, edit: bool) -> str | None:  # noqa: FBT001 - Qt signal argument
+        """Open a finished run's workflow (its own copy: the params it ran with) in the editor; run it
+        again unless `edit` (then the user changes it and presses Run). Unchanged jobs are reused."""
+        profile = self.profiles.current
+        try:
+            record = self.store.get_run(profile, run_id)
+            text = (record.run_dir / "workflow.yaml").read_text(encoding="utf-8")
+            workflow = loads_workflow(text, file=record.source or record.run_dir / "workflow.yaml")
+        except (WsideskError, OSError) as exc:
+            QMessageBox.warning(self, "Cannot re-run", str(exc))
+            return None
+        self.editor.new_workflow()  # forget the editor's file: this is the run's workflow, not that file
+        self.editor.set_workflow(workflow)
+        self.tabs.setCurrentWidget(self.editor)
+        if edit:
+            self.editor.show_message(f"Workflow of run {run_id}: change it, then Run")
+            return None
+        return self.submit_workflow(workflow)
+
     @Slot(str, str)
     def _on_retry_branch(self, run_id: str, branch: str) -> None:
         try:
@@ -505,6 +530,7 @@ class MainWindow(QMainWindow):
         self._grayscale_slide = str(Path(path).resolve()) if grey else None
         if grey:
             self.statusBar().showMessage(GRAYSCALE_WARNING.format(name=Path(path).name), 30_000)
+        offer_relink(self, self.store, self.profiles.current, str(Path(path).resolve()))  # a moved slide's results
         self._reload_library()
         self._update_title()
 

@@ -382,6 +382,14 @@ class ResultCache:
         )
         return [MovedResult(r["run_id"], r["job_id"], r["slide_path"]) for r in rows]
 
+    def slide_paths(self, profile: str) -> list[str]:
+        """The slides the profile's complete results were made on, as recorded."""
+        rows = self._query(
+            "SELECT DISTINCT slide_path FROM provenance WHERE profile = ? AND complete = 1 AND slide_path IS NOT NULL",
+            (profile,),
+        )
+        return [r["slide_path"] for r in rows]
+
     def relink(self, result: MovedResult, new_path: str) -> None:
         with self._tx() as db:
             db.execute(

@@ -34,6 +34,7 @@ STATE_COLOURS: dict[str, str] = {
     RunStatus.WAITING: "#4fa3e0",
     RunStatus.INTERRUPTED: "#757575",
 }
+REUSED_COLOUR = "#00838f"  # a job satisfied from the result cache: finished, but nothing was computed
 COLUMNS = ("Run / job", "State", "Progress", "Tiles", "Cells", "Rate", "ETA")
 
 
@@ -44,6 +45,7 @@ class RunDashboard(QWidget):
     cancel_profile_requested = Signal(str)
     resume_run_requested = Signal(str)  # run_id of an interrupted run
     retry_branch_requested = Signal(str, str)  # run_id, branch
+    selection_changed = Signal(str, str)  # run_id, job_id ("" for a run row)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -176,6 +178,10 @@ class RunDashboard(QWidget):
         item.setToolTip(0, f"branch {job.branch}, job {job.job_id}")
         cancelling = run.cancelling and job.state in (JobState.RUNNING, JobState.PENDING)
         _set_state(item, "cancelling…" if cancelling else job.state, job.state)
+        if job.reused_from and job.state is JobState.SUCCEEDED:
+            item.setText(1, "reused")
+            item.setForeground(1, QBrush(QColor(REUSED_COLOUR)))
+            item.setToolTip(1, f"reused the finished result of run {job.reused_from}: nothing was recomputed")
         bar = self._bars[key]
         bar.setMaximum(max(job.tiles_total, 1))
         bar.setValue(bar.maximum() if job.state is JobState.SUCCEEDED else job.tiles_done)
@@ -211,6 +217,8 @@ class RunDashboard(QWidget):
         else:
             self.log.clear()
         self._update_buttons()
+        if selected:
+            self.selection_changed.emit(selected[0], selected[1] or "")
 
     def _update_buttons(self) -> None:
         selected = self._selected()
