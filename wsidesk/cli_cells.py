@@ -1,7 +1,7 @@
 """`wsidesk cells summary|export|classify RESULT`: the cells of a segment result, headless.
 
 RESULT is a segment job's folder or a run folder with one segment job. Cells are read from the result's
-cell store (cells.npz), or from cells.geojson when the store is missing or damaged (with a warning).
+cell store (cells.arrow), or from cells.geojson when the store is missing or damaged (with a warning).
 """
 
 from __future__ import annotations

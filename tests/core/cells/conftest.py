@@ -1,4 +1,4 @@
-"""A segment result written by the segment job's own writer: tiles.json, cells.geojson, cells.csv, cells.npz."""
+"""A segment result written by the segment job's own writer: tiles.json, cells.geojson, cells.csv, cells.arrow."""
 
 from __future__ import annotations
 

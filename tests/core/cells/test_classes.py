@@ -121,7 +121,7 @@ def test_classify_result_saves_classes_the_store_and_exports_carry(result: Path,
 
 def test_saved_classes_are_reapplied_when_the_store_is_lost(result: Path, tmp_path: Path) -> None:
     classified = classify_result(result, load_rules(write_rules(tmp_path / "rules.yaml")))
-    (result / "cells.npz").unlink()
+    (result / "cells.arrow").unlink()
     table = open_cells(result)
     assert table.source == result / "cells.geojson"
     assert np.array_equal(table.classes, classified.classes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from wsidesk.core.cells.store import (
     table_from_cells,
     write_cell_store,
 )
-from wsidesk.core.export.geojson import read_geojson
+from wsidesk.core.export.geojson import read_geojson, write_geojson
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -28,7 +28,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 def test_store_holds_the_numbers_of_cells_geojson(result: Path) -> None:
     table = open_cells(result)
-    assert table.source == result / "cells.npz" and table.note == ""
+    assert table.source == result / "cells.arrow" and table.note == ""
     source = read_geojson(result / "cells.geojson")
     assert len(table) == len(source) == 300
     assert table.ids.tolist() == [c.id for c in source]
@@ -76,7 +76,7 @@ def test_take_cells_in_rect_and_subset_export(result: Path, tmp_path: Path) -> N
 
 
 def test_missing_store_falls_back_to_geojson_and_says_so(result: Path, caplog: pytest.LogCaptureFixture) -> None:
-    (result / "cells.npz").unlink()
+    (result / "cells.arrow").unlink()
     with caplog.at_level(logging.WARNING):
         table = open_cells(result)
     assert table.source == result / "cells.geojson"
@@ -88,15 +88,15 @@ def test_missing_store_falls_back_to_geojson_and_says_so(result: Path, caplog: p
 def test_damaged_or_stale_store_falls_back_to_geojson(
     result: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = result / "cells.npz"
+    store = result / "cells.arrow"
     expected = open_cells(result)
     if damage == "truncate":
         store.write_bytes(store.read_bytes()[: store.stat().st_size // 2])
     elif damage == "garbage":
         store.write_bytes(b"not a store at all")
     else:  # cells.geojson rewritten after the store (e.g. a resumed run killed before the store)
-        geojson = result / "cells.geojson"
-        os.utime(geojson, ns=(geojson.stat().st_atime_ns, geojson.stat().st_mtime_ns + 10**9))
+        write_geojson(make_cells(300, seed=1), result / "cells.geojson")
+        expected = table_from_cells(make_cells(300, seed=1))
     with caplog.at_level(logging.WARNING):
         table = open_cells(result)
     assert table.source == result / "cells.geojson" and table.note
@@ -104,10 +104,15 @@ def test_damaged_or_stale_store_falls_back_to_geojson(
     assert _same(table.columns["area_um2"], expected.columns["area_um2"])
 
 
+def test_a_copied_result_still_uses_its_store(result: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(result, tmp_path / "copy", copy_function=shutil.copy)  # new mtimes
+    assert open_cells(copy).note == ""
+
+
 def test_no_cells_at_all_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(CellStoreError, match="holds no cells"):
         open_cells(tmp_path)
-    (tmp_path / "cells.npz").write_bytes(b"junk")
+    (tmp_path / "cells.arrow").write_bytes(b"junk")
     with pytest.raises(CellStoreError, match=r"cannot open the cells.*no cells.geojson"):
         open_cells(tmp_path)
 

@@ -43,7 +43,7 @@ def test_slide_and_class_rows_match_the_source_cells(result: Path, tmp_path: Pat
 
 def test_regions_get_rows_and_no_tiles_means_no_density(tmp_path: Path) -> None:
     write_cell_store(make_cells(6), tmp_path, regions=["A", "A", "B", "", "B", "B"])
-    table = open_cells(tmp_path) if (tmp_path / "cells.npz").exists() else None
+    table = open_cells(tmp_path) if (tmp_path / "cells.arrow").exists() else None
     assert table is not None and tissue_area_mm2(tmp_path) is None
     rows = summarize(table)
     assert [(r.scope, r.name, r.count) for r in rows] == [

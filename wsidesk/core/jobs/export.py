@@ -10,12 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
+from wsidesk.core.cells.classes import ClassRule, RulesError, classify, load_rules
+from wsidesk.core.cells.export import export_cells
+from wsidesk.core.cells.store import GEOJSON_NAME, open_cells, table_from_cells
 from wsidesk.core.errors import JobError
-from wsidesk.core.export.geojson import feature, read_geojson, write_geojson
-from wsidesk.core.export.table import write_csv, write_rows
+from wsidesk.core.export.geojson import feature, read_geojson
+from wsidesk.core.export.table import write_rows
 from wsidesk.core.fileio import atomic_write
 from wsidesk.core.jobs.context import JobContext
 from wsidesk.core.jobs.params import JobParams, JobType, param
+from wsidesk.core.paths import resolve_path
 from wsidesk.core.tiling.grid import TilePlan
 
 logger = logging.getLogger(__name__)
@@ -26,12 +30,21 @@ FORMATS = ("geojson", "csv")
 @dataclass(frozen=True, slots=True)
 class ExportParams(JobParams):
     format: str = param("geojson", help="file format of the export (geojson: QuPath; csv: tables)", choices=FORMATS)
+    rules: str | None = param(
+        None,
+        help="class rules (YAML: name, color, when) applied to the cells before export",
+        path=True,
+        default_text="no classes",
+        example="classes.yaml",
+    )
 
 
 def run_export_job(ctx: JobContext) -> dict[str, str]:
     """Job function for type `export`: one file per dependency, `<dep_id>.geojson` or `<dep_id>.csv`."""
     job_id = ctx.job.job_id
-    fmt = ExportParams.from_mapping(ctx.params, where=f"job {job_id} (export)").format
+    params = ExportParams.from_mapping(ctx.params, where=f"job {job_id} (export)")
+    fmt = params.format
+    rules = _load_rules(params.rules, ctx, job_id)
     if not ctx.inputs:
         msg = f"job {job_id} (export) has nothing to export: add 'depends_on: [<segment or tissue job>]'"
         raise JobError(msg)
@@ -43,7 +56,7 @@ def run_export_job(ctx: JobContext) -> dict[str, str]:
         target = out_dir / f"{dep_id}.{fmt}"
         try:
             if dep_outputs.get("cells"):
-                _export_cells(Path(dep_outputs["cells"]), target, fmt=fmt)
+                _export_cells(Path(dep_outputs["cells"]), target, fmt=fmt, rules=rules)
             elif dep_outputs.get("tiles"):
                 _export_tiles(Path(dep_outputs["tiles"]), target, fmt=fmt)
             else:
@@ -61,12 +74,26 @@ def run_export_job(ctx: JobContext) -> dict[str, str]:
     return outputs
 
 
-def _export_cells(source: Path, target: Path, *, fmt: str) -> None:
-    cells = read_geojson(source)
-    if fmt == "csv":
-        write_csv(cells, target)
+def _load_rules(rules: str | None, ctx: JobContext, job_id: str) -> list[ClassRule]:
+    if rules is None:
+        return []
+    path = resolve_path(rules, ctx.workflow.base_dir)
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        msg = f"job {job_id} (export): {exc}"
+        raise JobError(msg) from exc
+
+
+def _export_cells(source: Path, target: Path, *, fmt: str, rules: list[ClassRule]) -> None:
+    """From the result's cell store (cells.geojson when there is none), classified when there are rules."""
+    if source.name == GEOJSON_NAME:
+        table = open_cells(source.parent)
     else:
-        write_geojson(cells, target, partial=_is_partial(source))
+        table = table_from_cells(read_geojson(source), partial=_is_partial(source), source=source)
+    if rules:
+        table.set_classes(classify(table, rules), {r.name: r.color for r in rules})
+    export_cells(table, target, fmt=fmt)
 
 
 def _is_partial(path: Path) -> bool:
