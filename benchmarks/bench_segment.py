@@ -1,26 +1,22 @@
-"""wsidesk's segment job vs InstanSeg's own whole-slide path, same process, same slide, same model.
+"""wsidesk's segment job per backend and precision vs InstanSeg's own whole-slide path: one table, one run.
 
 Run (needs ``pip install -e .[bench]``; InstanSeg's import also wants pandas/seaborn/edt)::
 
-    python benchmarks/bench_segment.py                       # CMU-1-Small-Region (../shared/data) or a demo slide
+    python benchmarks/bench_segment.py                       # defaults (auto/auto) + torch fp32, CMU-1-Small-Region
+    python benchmarks/bench_segment.py --backend openvino --backend torch --precision auto --precision fp32
     python benchmarks/bench_segment.py --demo 12000x9000 --device cuda --precision bf16 --json out.json
-    python benchmarks/bench_segment.py --slide my.svs --batch-size 4 --skip-instanseg
 
-What is measured, in this order:
+Rows, all in one process on the same slide and model (the CPU is shared and noisy: compare ratios
+within one run, never seconds across runs):
 
-1. wsidesk: ``run_segment_job`` (the real job: tissue planning, slide normaliser, read-ahead threads,
-   batched model, post-processing, merge, cells.geojson/cells.csv) in a temporary job folder. The engine's
-   `SegmentReport` is captured to give the per-stage seconds.
-2. model alone: the same plan's tissue tiles read and normalised up front (host or device memory), then
-   only the TorchScript module (with its built-in post-processing) on batches, synchronised: the rate the
-   pipeline is compared against (FACTS target: pipeline >= 90% of it on a GPU).
-3. InstanSeg ``eval_whole_slide_image(tile_size, overlap=80, use_otsu_threshold=False)`` and again with
-   ``use_otsu_threshold=True``, on a copy of the slide in a temporary folder (it writes a .zarr beside it);
-   objects = unique non-zero labels of the zarr, counted chunk by chunk.
-
-Tiles are not the same size in both: wsidesk feeds (tile + 2 * padding)² px (672² for 512/80), InstanSeg
-512² with stride 312. "ratio" compares wall seconds on the same slide (InstanSeg / wsidesk); tiles/s and
-model Mpx/s are given for both.
+1. InstanSeg ``eval_whole_slide_image(512, overlap=80, use_otsu_threshold=True)`` (and without Otsu with
+   ``--with-no-otsu``) on a copy of the slide; objects = unique labels of its zarr.
+2. torch fp32 (the reference), then every ``--backend`` x ``--precision`` asked: the real segment job
+   (tissue planning, slide normaliser, read-ahead, backbone, post-processing, merge, outputs), tile size,
+   padding and batch size from the job's recommended settings unless given. Each row's cells are matched
+   to torch fp32's (IoU > 0.5, cells rasterised from cells.geojson).
+3. per row, the backend's backbone + post-processing alone on pre-read, pre-normalised tiles of the same
+   plan ("%alone": the engine's rate as a share of it; target >= 90%).
 """
 
 from __future__ import annotations
@@ -34,13 +30,14 @@ import shutil
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+
+from wsidesk.core.segment.engine import match_counts  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # InstanSeg's per-tile progress bar
 
@@ -49,6 +46,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_SLIDE_NAME = "CMU-1-Small-Region.svs"
 DEFAULT_DEMO = "4096x3072"
 INSTANSEG_OVERLAP = 80
+INSTANSEG_TILE = 512  # its default
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -92,30 +90,31 @@ def resolve_model(name: str, models_dir: Path) -> Path:
 
 
 # -- (1) wsidesk ---------------------------------------------------------------------------------
-def run_wsidesk(slide: Path, model_path: Path, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+def run_wsidesk(
+    slide: Path, model_path: Path, args: argparse.Namespace, workdir: Path, *, backend: str, precision: str
+) -> dict[str, Any]:
+    """The real segment job (tissue planning, normaliser, read-ahead, backbone, post-processing, merge, outputs)."""
     import wsidesk.core.segment.engine as engine_mod
     from wsidesk.core.jobs.context import JobContext, MemoryCheckpoints
     from wsidesk.core.jobs.segment import run_segment_job
     from wsidesk.core.workflow.model import Branch, Job, Workflow
 
-    params = {
+    params: dict[str, Any] = {
         "model": str(model_path),
         "device": args.device,
-        "batch_size": args.batch_size,
-        "tile_size": args.tile_size,
-        "padding": args.padding,
-        "precision": args.precision,
+        "backend": backend,
+        "precision": precision,
     }
+    for name in ("batch_size", "tile_size", "padding"):  # unset: the job's recommended settings
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
     job = Job("seg", "segment", str(slide), params=params)
-    out_dir = workdir / "data" / "profiles" / "default" / "runs" / "bench" / "seg"
-    events: dict[str, Any] = {"planned": None, "batches": 0}
+    out_dir = workdir / "data" / "profiles" / "default" / "runs" / f"bench-{backend}-{precision}" / "seg"
+    events: dict[str, Any] = {"plan": None}
 
     def emit(name: str, fields: Any, payload: Any = None) -> None:
         if name == "tiles_planned":
-            events["planned"] = dict(fields)
-            events["plan"] = (payload or {}).get("plan")
-        elif name == "tile_batch_done":
-            events["batches"] += 1
+            events["plan"] = getattr(payload, "plan", None)
 
     ctx = JobContext(
         run_id="bench",
@@ -128,6 +127,7 @@ def run_wsidesk(slide: Path, model_path: Path, args: argparse.Namespace, workdir
         out_dir=out_dir,
         emit=emit,
         checkpoints=MemoryCheckpoints(),
+        models_dir=workdir / "models",  # the OpenVINO cache starts empty: conversion is in the wall time
     )
     captured: dict[str, Any] = {}
     original = engine_mod.segment_slide
@@ -148,97 +148,79 @@ def run_wsidesk(slide: Path, model_path: Path, args: argparse.Namespace, workdir
         engine_mod.segment_slide = original
     report = captured["report"]
     n_tiles = report.tiles_done + len(report.tiles_failed)
-    plan = events.get("plan")
     return {
+        "asked": f"{backend} {precision}",
         "wall_s": wall,
         "setup_s": captured["start"] - t0,  # model load, thumbnail, tissue mask, plan, normaliser
         "engine_s": report.wall_seconds,
-        "write_s": wall - (captured["end"] - t0),  # cells.geojson, cells.csv, tiles.json
         "tiles": n_tiles,
         "tiles_total": report.tiles_total,
         "tiles_failed": len(report.tiles_failed),
-        "tile_px": args.tile_size + 2 * args.padding,
+        "tile_px": (events["plan"].tile_size + 2 * events["plan"].padding) if events["plan"] else None,
         "objects": report.cells,
         "stages_s": dict(report.seconds),
-        "precision": report.precision,
-        "device": report.device,
-        "batch_size": report.batch_size,
-        "outputs": outputs,
-        "plan": plan,
+        "engine": report.engine(),
+        "cells_geojson": outputs["cells"],
+        "plan": events["plan"],
     }
 
 
-# -- (2) model alone -----------------------------------------------------------------------------
-def run_model_alone(
-    slide: Path,
-    model_path: Path,
-    args: argparse.Namespace,
-    precision: str,
-    plan: Any,
-) -> dict[str, Any]:
-    """Pre-read, pre-normalised tiles of the same plan; only the module, on batches."""
-    import torch
+def rasterise(geojson: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Level-0 label image of a cells.geojson (cell i -> i + 1) to match cells of two runs by IoU."""
+    from skimage.draw import polygon
 
+    labels = np.zeros(shape, dtype=np.int32)
+    features = json.loads(geojson.read_text(encoding="utf-8"))["features"]
+    for i, f in enumerate(features, start=1):
+        ring = np.asarray(f["geometry"]["coordinates"][0], dtype=np.float64)
+        rr, cc = polygon(ring[:, 1], ring[:, 0], shape=shape)
+        labels[rr, cc] = i
+    return labels
+
+
+# -- (2) model alone -----------------------------------------------------------------------------
+def run_model_alone(slide: Path, model_path: Path, args: argparse.Namespace, ws: dict[str, Any]) -> dict[str, Any]:
+    """The backend's backbone + post-processing alone on pre-read, pre-normalised tiles of the same plan."""
     from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader
+    from wsidesk.core.segment.backends import InstanSegPostprocess, choose_backbone, pad_input
     from wsidesk.core.segment.models import load_model
     from wsidesk.core.segment.normalise import SlideNormaliser
     from wsidesk.core.segment.reading import TileReader
     from wsidesk.core.slide.reader import open_slide
 
+    engine = ws["engine"]
+    plan = ws["plan"]
     model = load_model(model_path, device=args.device)
     reader = open_slide(slide)
     try:
-        params = TilingParams(tile_size=args.tile_size, padding=args.padding, target_mpp=model.pixel_size)
-        plan2, thumbnail, mask = plan_from_reader(reader, params)
+        params = TilingParams(tile_size=plan.tile_size, padding=plan.padding, target_mpp=model.pixel_size)
+        _, thumbnail, mask = plan_from_reader(reader, params)
     finally:
         reader.close()
-    plan = plan or plan2
     normaliser = SlideNormaliser.from_thumbnail(thumbnail, mask)
     tiles = list(plan.tissue_tiles)
-    limit = (
-        args.model_alone_tiles
-        if args.model_alone_tiles > 0
-        else (len(tiles) if model.device != "cpu" else 2 * args.batch_size)
-    )
+    limit = args.model_alone_tiles if args.model_alone_tiles > 0 else (len(tiles) if model.device != "cpu" else 4)
     tiles = tiles[: max(1, min(limit, len(tiles)))]
     rgbs = [r.rgb for r in TileReader(lambda: open_slide(slide), plan, tiles) if r.ok]
-    bs = args.batch_size
+    bs = engine["batch_size"]
     batches = [normaliser.to_tensor(np.stack(rgbs[i : i + bs]), model.device) for i in range(0, len(rgbs), bs)]
-    if precision in ("bf16", "fp16") and model.device.startswith("cuda"):
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        autocast: Any = lambda: torch.autocast(device_type="cuda", dtype=dtype)  # noqa: E731
-    else:
-        autocast = nullcontext
-    objects = 0
-
-    def one(x: Any) -> int:
-        with torch.inference_mode(), autocast():
-            out = model.module(x)
-        out = out[0] if isinstance(out, tuple | list) else out
-        lab = out.to("cpu").numpy()  # the pipeline also brings labels to the host
-        return sum(len(np.unique(t)) - 1 for t in lab.reshape(lab.shape[0], -1))
-
-    warm = 0.0
-    if model.device != "cpu":  # warm-up (cudnn autotune, JIT profiling runs); on CPU it costs minutes
-        t0 = time.perf_counter()
-        for _ in range(2):
-            one(batches[0])
-        _sync(model.device)
-        warm = time.perf_counter() - t0
+    backbone = choose_backbone(
+        model.module,
+        device=model.device,
+        backend=engine["backend"],
+        model_path=model_path,
+        cache_dir=Path(tempfile.gettempdir()) / "wsidesk-bench-openvino",
+    )
+    post = InstanSegPostprocess(model.module)
+    x, pad = pad_input(batches[0].clone())
+    post(backbone(x, engine["precision"]), pad)  # warm-up: compilation, first-call allocations
     _sync(model.device)
     t0 = time.perf_counter()
-    for x in batches:
-        objects += one(x)
+    for batch in batches:
+        x, pad = pad_input(batch)
+        post(backbone(x, engine["precision"]), pad)
     _sync(model.device)
-    seconds = time.perf_counter() - t0
-    return {
-        "wall_s": seconds,
-        "tiles": len(rgbs),
-        "tile_px": plan.tile_size + 2 * plan.padding,
-        "objects_in_tiles": objects,
-        "warmup_s": warm,
-        "precision": precision,
-    }
+    return {"wall_s": time.perf_counter() - t0, "tiles": len(rgbs), "backend": backbone.name}
 
 
 # -- (3) InstanSeg -------------------------------------------------------------------------------
@@ -290,9 +272,9 @@ def run_instanseg(
     t0 = time.perf_counter()
     inst.eval_whole_slide_image(
         str(copy),
-        tile_size=args.tile_size,
+        tile_size=INSTANSEG_TILE,
         overlap=INSTANSEG_OVERLAP,
-        batch_size=args.batch_size,
+        batch_size=args.instanseg_batch_size,
         use_otsu_threshold=otsu,
     )
     _sync(device)
@@ -305,7 +287,8 @@ def run_instanseg(
     return {
         "wall_s": wall,
         "tiles": calls["n"],
-        "tile_px": args.tile_size,
+        "tile_px": INSTANSEG_TILE,
+        "batch": args.instanseg_batch_size,
         "objects": objects,
         "model_s": calls["s"],
         "stitch_s": wall - calls["s"],
@@ -315,34 +298,36 @@ def run_instanseg(
 
 
 # -- report --------------------------------------------------------------------------------------
-def conditions(slide: Path, model_path: Path, args: argparse.Namespace, ws: dict[str, Any] | None) -> dict[str, Any]:
+def conditions(slide: Path, model_path: Path, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from wsidesk.core.segment.backends import cpu_flags
     from wsidesk.core.slide.reader import open_slide
 
     reader = open_slide(slide)
     try:
-        dims, mpp, levels = reader.dimensions, reader.mpp, len(reader.level_dimensions)
+        dims, mpp = reader.dimensions, reader.mpp
     finally:
         reader.close()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:
+        import openvino
+
+        ov_version: str | None = openvino.__version__
+    except ImportError:
+        ov_version = None
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16"})
     return {
         "slide": str(slide),
         "dims": list(dims),
         "mpp": mpp,
-        "levels": levels,
         "model": str(model_path),
-        "device": (ws or {}).get("device", args.device),
-        "gpu": gpu,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_flags": flags,
         "torch": torch.__version__,
+        "openvino": ov_version,
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "batch": args.batch_size,
-        "tile": args.tile_size,
-        "padding": args.padding,
-        "precision_asked": args.precision,
-        "precision_used": (ws or {}).get("precision"),
     }
 
 
@@ -350,78 +335,52 @@ def print_report(fig: dict[str, Any]) -> None:
     c = fig["conditions"]
     print("\n== conditions ==")
     print(
-        f"slide {c['slide']}  {c['dims'][0]}x{c['dims'][1]} px, {c['mpp']} µm/px, {c['levels']} level(s)\n"
-        f"model {c['model']}\n"
-        f"device {c['device']} ({c['gpu'] or 'no GPU'}), torch {c['torch']}, {c['threads']} torch threads, "
-        f"{c['cpus']} CPUs, python {c['python']}\n"
-        f"batch {c['batch']}, tile {c['tile']}, padding {c['padding']} (wsidesk tile {c['tile'] + 2 * c['padding']}² "
-        f"px, InstanSeg {c['tile']}² stride {c['tile'] - 2 * (INSTANSEG_OVERLAP + 20)}), precision asked "
-        f"{c['precision_asked']} used {c['precision_used']}"
+        f"slide {c['slide']}  {c['dims'][0]}x{c['dims'][1]} px, {c['mpp']} µm/px; model {c['model']}\n"
+        f"{c['cpus']} CPUs ({', '.join(c['cpu_flags']) or 'no AVX2/AVX-512/AMX flags'}), {c['threads']} torch threads, "
+        f"GPU {c['gpu'] or 'none'}; torch {c['torch']}, OpenVINO {c['openvino'] or 'not installed'}"
     )
-    rows = []
-    ws = fig.get("wsidesk")
-    alone = fig.get("model_alone")
-    base = fig.get("instanseg")
-    base_wall = base["wall_s"] if base else None
-    if ws:
-        rows.append(("wsidesk segment job", ws["wall_s"], ws["tiles"], ws["tile_px"], ws["objects"]))
-        rows.append(("  engine only (segment_slide)", ws["engine_s"], ws["tiles"], ws["tile_px"], ws["objects"]))
-    if alone:
-        rows.append(("model alone (pre-read tiles)", alone["wall_s"], alone["tiles"], alone["tile_px"], None))
-    if base:
-        rows.append(("InstanSeg WSI (no Otsu)", base["wall_s"], base["tiles"], base["tile_px"], base["objects"]))
-    if fig.get("instanseg_otsu"):
-        b = fig["instanseg_otsu"]
-        rows.append(("InstanSeg WSI (Otsu)", b["wall_s"], b["tiles"], b["tile_px"], b["objects"]))
-    alone_rate = _rate(alone["tiles"], alone["wall_s"]) if alone else None
-    print("\n== throughput ==")
+    otsu = fig.get("instanseg_otsu")
+    base = otsu["wall_s"] if otsu else None
     head = (
-        f"{'run':32s} {'wall s':>9s} {'tiles':>6s} {'tiles/s':>8s} {'Mpx/s':>7s} "
-        f"{'objects':>8s} {'IS/this':>8s} {'%alone':>7s}"
+        f"{'run (asked)':22s} {'backend':9s} {'prec':5s} {'tile/pad/batch':>14s} {'wall s':>8s} {'tiles/s':>8s} "
+        f"{'cells':>6s} {'Δcells':>7s} {'matched':>8s} {'agree':>7s} {'%alone':>7s} {'×IS-Otsu':>8s}"
     )
+    print("\n== one run, same slide and model ==")
     print(head)
     print("-" * len(head))
-    for name, wall, tiles, px, objects in rows:
-        rate = _rate(tiles, wall)
-        ratio = f"{base_wall / wall:8.2f}" if base_wall else f"{'-':>8s}"
-        same_tiles = name.startswith(("wsidesk", "  engine"))  # same tile size as the model-alone run
-        pct = f"{100 * rate / alone_rate:6.1f}%" if alone_rate and same_tiles else f"{'-':>7s}"
-        obj = f"{objects:8d}" if objects is not None else f"{'-':>8s}"
-        print(f"{name:32s} {wall:9.2f} {tiles:6d} {rate:8.2f} {rate * px * px / 1e6:7.2f} {obj} {ratio} {pct}")
-    if fig.get("truth_objects"):
-        print(f"{'truth (demo slide)':32s} {'':9s} {'':6s} {'':8s} {'':7s} {fig['truth_objects']:8d}")
-    print("IS/this = InstanSeg (no Otsu) wall / this wall; %alone = tiles/s as % of the model-alone rate")
-    if ws:
-        print("\n== wsidesk stages ==")
+    for row in fig["runs"]:
+        e = row["engine"]
+        plan = f"{row['tile']}/{row['padding']}/{e['batch_size']}"
+        ratio = f"{base / row['wall_s']:8.2f}" if base else f"{'-':>8s}"
+        agree = f"{100 * e['agreement']:6.2f}%" if e["agreement"] is not None else f"{'-':>7s}"
+        alone = row.get("alone_pct")
+        alone_s = f"{alone:6.1f}%" if alone is not None else f"{'-':>7s}"
         print(
-            f"setup (model load, thumbnail, tissue, plan, normaliser) {ws['setup_s']:.2f}s; "
-            f"engine {ws['engine_s']:.2f}s; outputs written {ws['write_s']:.2f}s; "
-            f"{ws['tiles_total']} tiles planned, {ws['tiles']} tissue tiles run, {ws['tiles_failed']} failed"
+            f"{row['asked']:22s} {e['backend']:9s} {e['precision']:5s} {plan:>14s} {row['wall_s']:8.1f} "
+            f"{_rate(row['tiles'], row['wall_s']):8.3f} {row['objects']:6d} {row['cells_delta_pct']:+6.2f}% "
+            f"{row['matched_pct']:7.2f}% {agree} {alone_s} {ratio}"
         )
-        print(f"{'stage':12s} {'seconds':>9s} {'tiles/s':>9s}  note")
-        notes = {
-            "read": "summed over reader threads",
-            "wait_read": "model thread waiting for reads",
-            "normalise": "on the model thread",
-            "infer": "model incl. its post-processing, to host",
-            "postprocess": "extract cells (post thread + extract pool)",
-            "merge": "seam merge",
-        }
-        for k, v in ws["stages_s"].items():
-            print(f"{k:12s} {v:9.2f} {_rate(ws['tiles'], v):9.2f}  {notes.get(k, '')}")
-    if base:
-        print("\n== InstanSeg split ==")
-        for key in ("instanseg", "instanseg_otsu"):
-            b = fig.get(key)
-            if b:
-                print(
-                    f"{'Otsu' if b['otsu'] else 'no Otsu':8s}: eval_small_image (read→model) {b['model_s']:.2f}s, "
-                    f"stitching/zarr {b['stitch_s']:.2f}s ({100 * b['stitch_s'] / b['wall_s']:.0f}%); "
-                    f"counting the zarr {b['count_s']:.2f}s (not in wall)"
-                )
+    for key, name in (("instanseg_otsu", "InstanSeg WSI, Otsu"), ("instanseg", "InstanSeg WSI, no Otsu")):
+        b = fig.get(key)
+        if b:
+            rate = _rate(b["tiles"], b["wall_s"])
+            ratio = f"{base / b['wall_s']:8.2f}" if base else f"{'-':>8s}"
+            print(
+                f"{name:22s} {'torch':9s} {'fp32':5s} {str(b['tile_px']) + '/100/' + str(b['batch']):>14s} "
+                f"{b['wall_s']:8.1f} {rate:8.3f} {b['objects']:6d} {'':7s} {'':8s} {'':7s} {'':7s} {ratio}"
+            )
+    print(
+        "Δcells and matched: vs the torch fp32 run (cells with IoU > 0.5 / its cells); agree: auto precision's check "
+        "on the first batches; %alone: engine tiles/s as % of backbone + post-processing alone on pre-read tiles; "
+        "×IS-Otsu: InstanSeg eval_whole_slide_image with Otsu wall / this wall (wall includes model load, "
+        "OpenVINO conversion, tissue, outputs)"
+    )
+    for row in fig["runs"]:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in row["stages_s"].items())
+        print(f"  {row['asked']:20s} setup {row['setup_s']:.1f}s, engine {row['engine_s']:.1f}s; stages s: {stages}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear recipe
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--slide", help="slide file (default: CMU-1-Small-Region from the data dir, else a demo)")
@@ -433,22 +392,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="wsidesk's precision param (InstanSeg always runs fp32)",
+        "--backend", action="append", choices=["auto", "torch", "openvino"], help="repeatable (default: auto)"
     )
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--tile-size", type=int, default=512)
-    p.add_argument("--padding", type=int, default=80)
+    p.add_argument(
+        "--precision", action="append", choices=["auto", "fp32", "bf16", "fp16"], help="repeatable (default: auto)"
+    )
+    p.add_argument("--batch-size", type=int, help="default: the job's recommended settings per device and backend")
+    p.add_argument("--tile-size", type=int, help="default: recommended")
+    p.add_argument("--padding", type=int, help="default: recommended")
+    p.add_argument("--instanseg-batch-size", type=int, default=4)
     p.add_argument(
         "--model-alone-tiles",
         type=int,
         default=0,
-        help="tiles for the model-alone rate (default: all on a GPU, 2 batches on CPU)",
+        help="tiles for the model-alone rate (default: all on a GPU, 4 on CPU)",
     )
     p.add_argument("--skip-instanseg", action="store_true", help="skip InstanSeg's eval_whole_slide_image")
-    p.add_argument("--skip-otsu", action="store_true", help="skip InstanSeg's run with use_otsu_threshold")
+    p.add_argument("--with-no-otsu", action="store_true", help="also run InstanSeg without Otsu (its default)")
     p.add_argument("--skip-model-alone", action="store_true")
     p.add_argument("--seed", type=int, default=0, help="demo slide seed")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
@@ -457,44 +417,47 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    configs = [("torch", "fp32")]  # the reference every row's cells are matched to
+    for backend in args.backend or ["auto"]:
+        for precision in args.precision or ["auto"]:
+            if (backend, precision) not in configs:
+                configs.append((backend, precision))
 
     models_dir = Path(
         args.models_dir or os.environ.get("WSIDESK_MODEL_DIR") or Path.home() / ".cache" / "wsidesk" / "models"
     )
     os.environ["WSIDESK_MODEL_DIR"] = str(models_dir)
-    fig: dict[str, Any] = {}
+    fig: dict[str, Any] = {"runs": []}
     with tempfile.TemporaryDirectory(prefix="wsidesk-bench-") as tmp:
         workdir = Path(tmp)
         slide, info = resolve_slide(args, workdir)
         fig.update(info)
         model_path = resolve_model(args.model, models_dir)
+        fig["conditions"] = conditions(slide, model_path, args)
         print(f"slide {slide}\nmodel {model_path}")
-
-        t = time.perf_counter()
-        ws = run_wsidesk(slide, model_path, args, workdir)
-        print(
-            f"[wsidesk] {ws['wall_s']:.1f}s, {ws['tiles']} tiles, {ws['objects']} objects "
-            f"(wall {time.perf_counter() - t:.1f}s)",
-            flush=True,
-        )
-        plan = ws.pop("plan")
-        fig["wsidesk"] = ws
-        if not args.skip_model_alone:
-            fig["model_alone"] = run_model_alone(slide, model_path, args, ws["precision"], plan)
-            a = fig["model_alone"]
-            print(f"[model alone] {a['wall_s']:.1f}s for {a['tiles']} tiles", flush=True)
         if not args.skip_instanseg:
-            fig["instanseg"] = run_instanseg(slide, model_path, args, workdir, otsu=False)
-            print(f"[InstanSeg] {fig['instanseg']['wall_s']:.1f}s, {fig['instanseg']['objects']} objects", flush=True)
-            if not args.skip_otsu:
-                fig["instanseg_otsu"] = run_instanseg(slide, model_path, args, workdir, otsu=True)
-                print(
-                    f"[InstanSeg Otsu] {fig['instanseg_otsu']['wall_s']:.1f}s, "
-                    f"{fig['instanseg_otsu']['objects']} objects",
-                    flush=True,
-                )
-        fig["conditions"] = conditions(slide, model_path, args, ws)
-        fig["wsidesk"].pop("outputs", None)
+            fig["instanseg_otsu"] = run_instanseg(slide, model_path, args, workdir, otsu=True)
+            print(f"[InstanSeg Otsu] {fig['instanseg_otsu']['wall_s']:.1f}s", flush=True)
+            if args.with_no_otsu:
+                fig["instanseg"] = run_instanseg(slide, model_path, args, workdir, otsu=False)
+        shape = tuple(reversed(fig["conditions"]["dims"]))
+        reference: np.ndarray | None = None
+        for backend, precision in configs:
+            ws = run_wsidesk(slide, model_path, args, workdir, backend=backend, precision=precision)
+            labels = rasterise(Path(ws.pop("cells_geojson")), shape)  # type: ignore[arg-type]
+            if reference is None:
+                reference, ref_cells = labels, max(1, int(labels.max()))
+            matched, _ = match_counts(reference, labels)
+            ws["matched_pct"] = 100 * matched / ref_cells
+            ws["cells_delta_pct"] = 100 * (ws["objects"] - ref_cells) / ref_cells
+            ws["tile"], ws["padding"] = ws["plan"].tile_size, ws["plan"].padding
+            if not args.skip_model_alone:
+                alone = run_model_alone(slide, model_path, args, ws)
+                ws["model_alone"] = alone
+                ws["alone_pct"] = 100 * _rate(ws["tiles"], ws["engine_s"]) / _rate(alone["tiles"], alone["wall_s"])
+            ws.pop("plan")
+            fig["runs"].append(ws)
+            print(f"[wsidesk {backend} {precision}] {ws['wall_s']:.1f}s, {ws['objects']} cells", flush=True)
     print_report(fig)
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=2, default=str), encoding="utf-8")

@@ -69,7 +69,8 @@ def test_cli_refuses_a_value_outside_the_params_rule(
 
 def test_typed_params_take_declared_defaults_and_ignore_other_types_keys() -> None:
     params = SegmentParams.from_mapping({"tile_size": 256, "format": "csv", "target_mpp": 1, "mpp": None})
-    assert params.tile_size == 256 and params.batch_size == 16 and params.model == "brightfield_nuclei"
+    assert params.tile_size == 256 and params.model == "brightfield_nuclei"
+    assert params.batch_size is None and params.padding is None  # decided by device and backend when it runs
     assert params.target_mpp == 1.0 and isinstance(params.target_mpp, float) and params.mpp is None
     assert TilingParams().target_mpp == 0.5  # a tissue job plans at 0.5 µm/px unless told
     with pytest.raises(JobError, match="job j1 \\(segment\\): param 'batch_size' must be a positive integer"):

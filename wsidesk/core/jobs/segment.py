@@ -6,6 +6,7 @@ job's tile checkpoints, so a rerun after a kill or a cancel only segments the ti
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -17,8 +18,10 @@ from wsidesk.core.errors import JobCancelled, JobError
 from wsidesk.core.events import EventName, TilesPlannedPayload
 from wsidesk.core.jobs.context import JobContext
 from wsidesk.core.jobs.params import JobType, param
-from wsidesk.core.jobs.tissue import TilingParams, job_regions, plan_from_reader, target_mpp_param
+from wsidesk.core.jobs.tissue import MAX_TILE_SIZE, TilingParams, job_regions, plan_from_reader, target_mpp_param
 from wsidesk.core.paths import resolve_path
+from wsidesk.core.segment.backends import BACKENDS
+from wsidesk.core.segment.defaults import recommended_settings
 from wsidesk.core.segment.engine import PRECISIONS
 from wsidesk.core.segment.models import DEFAULT_MODEL, KNOWN_MODELS, TEST_MODEL
 from wsidesk.core.slide.protocol import looks_grayscale
@@ -29,7 +32,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from wsidesk.core.annotations.regions import Regions
-
     from wsidesk.core.segment.cells import Cell
     from wsidesk.core.segment.engine import BatchResult
     from wsidesk.core.tiling.tissue import TissueMask
@@ -43,6 +45,26 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class SegmentParams(TilingParams):
     """The tiling params (planned at the model's resolution unless set), the model and how it runs."""
 
+    # None: recommended_settings(device, backend) decides when the job runs (wsidesk/core/segment/defaults.py);
+    # the job builds its own TilingParams from the decided values, so the narrower base type never sees None.
+    tile_size: int | None = param(  # type: ignore[assignment]
+        None,
+        help="tile edge at `target_mpp`",
+        unit="px",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=MAX_TILE_SIZE,
+        default_text="by device and backend",
+        example=512,
+    )
+    padding: int | None = param(  # type: ignore[assignment]
+        None,
+        help="context added on each side of a tile",
+        unit="px",
+        minimum=0,
+        default_text="by device and backend",
+        example=80,
+    )
     target_mpp: float | None = target_mpp_param(None, default_text="the model's")
     model: str = param(
         DEFAULT_MODEL,
@@ -50,12 +72,25 @@ class SegmentParams(TilingParams):
         path=True,
         names=(*KNOWN_MODELS, TEST_MODEL),
     )
-    batch_size: int = param(16, help="tiles per model call", minimum=0, exclusive_minimum=True, maximum=4096)
+    batch_size: int | None = param(
+        None,
+        help="tiles per model call",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=4096,
+        default_text="by device and backend (16 on a GPU)",
+        example=16,
+    )
     device: str = param("auto", help="where the model runs (auto: cuda, then mps, then cpu)", choices=DEVICES)
     precision: str = param(
         "auto",
         help="model precision (auto: fp32 on CPU; on CUDA half precision if ≥ 99% of cells match fp32)",
         choices=PRECISIONS,
+    )
+    backend: str = param(
+        "auto",
+        help="what runs the model (auto: torch on CUDA/MPS, OpenVINO on a CPU when installed)",
+        choices=BACKENDS,
     )
     min_cell_area: float = param(0.0, help="cells smaller than this are left out of the results", unit="µm²", minimum=0)
 
@@ -89,6 +124,10 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
     model_ref = str(resolve_path(params.model, ctx.workflow.base_dir)) if spec.is_file(params.model) else params.model
     model = cached_model(ModelStore(model_dir(ctx)).resolve(model_ref), device=params.device)
     target_mpp = params.target_mpp if params.target_mpp is not None else model.pixel_size
+    recommended = recommended_settings(model.device, params.backend)
+    tile_size = params.tile_size if params.tile_size is not None else recommended.tile_size
+    padding = params.padding if params.padding is not None else recommended.padding
+    batch_size = params.batch_size if params.batch_size is not None else recommended.batch_size
     slide_mpp_override = params.mpp
     out_dir = Path(ctx.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -106,8 +145,8 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         require_mpp(reader)  # a clear error before any work
         regions = job_regions(ctx, params.roi, reader.dimensions)
         plan_params = TilingParams(
-            tile_size=params.tile_size,
-            padding=params.padding,
+            tile_size=tile_size,
+            padding=padding,
             target_mpp=target_mpp,
             min_tissue=params.min_tissue,
             mpp=slide_mpp_override,
@@ -206,13 +245,15 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             plan,
             model,
             normaliser,
-            batch_size=params.batch_size,
+            batch_size=batch_size,
             skip=previous.finished,
             on_batch=on_batch,
             check_cancelled=ctx.check_cancelled,
             precision=params.precision,
             merger=merger,
             cells_before=len(previous.cells),
+            backend=params.backend,
+            cache_dir=model_dir(ctx) / ".openvino",
         )
     except JobCancelled:
         write_outputs(partial=True)
@@ -235,6 +276,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             None,
         )
     outputs = write_outputs(partial=False)
+    outputs["engine"] = str(write_engine_json(out_dir / "engine.json", report.engine()))
     logger.info("job %s: %s", job_id, report.summary())
     if failed:
         logger.warning(
@@ -252,6 +294,15 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
         )
         raise JobError(msg)
     return outputs
+
+
+def write_engine_json(path: Path, facts: Mapping[str, Any]) -> Path:
+    """engine.json: the backend, device and precision that ran, the auto-precision agreement, timings."""
+    from wsidesk.core.fileio import atomic_write
+
+    with atomic_write(path) as f:
+        json.dump(dict(facts), f, indent=1)
+    return path
 
 
 def _plan_from_inputs(

@@ -7,6 +7,7 @@ All state changes happen under one lock; `done` callbacks may arrive on any thre
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import secrets
@@ -55,6 +56,18 @@ class _ActiveRun:
     # Result cache: fingerprints of running jobs, and of finished jobs whose results are complete.
     fingerprints: dict[str, Prepared] = field(default_factory=dict)
     complete: dict[str, str] = field(default_factory=dict)
+
+
+def _engine_facts(outputs: Mapping[str, str]) -> dict[str, Any] | None:
+    """A segment job's engine.json (backend, device, precision, agreement, timings), None for other jobs."""
+    path = outputs.get("engine")
+    if not path:
+        return None
+    try:
+        facts = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return facts if isinstance(facts, dict) else None
 
 
 def new_run_id() -> str:
@@ -579,6 +592,7 @@ class Runner:
                     "error": job.error,
                     "outputs": dict(job.outputs),
                     "provenance": provenance.get(job.job_id),
+                    "engine": _engine_facts(job.outputs),
                 }
                 for job in self._store.jobs(run_id)
             },

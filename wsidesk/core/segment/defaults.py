@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-BACKENDS = ("auto", "torch", "openvino")
+from wsidesk.core.segment.backends import BACKENDS, openvino_available
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +55,4 @@ def recommended_settings(device: str, backend: str = "auto") -> SegmentDefaults:
         return GPU  # auto picks torch on CUDA / MPS
     if backend == "torch":
         return CPU_TORCH
-    from wsidesk.core.segment.backends import openvino_available
-
     return CPU_OPENVINO if openvino_available() else CPU_TORCH

@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,6 +25,7 @@ from wsidesk.core.tiling.grid import Tile, TilePlan
 from wsidesk.core.values import reduce_frozen
 
 if TYPE_CHECKING:
+    from wsidesk.core.segment.backends import Backbone
     from wsidesk.core.segment.cells import Cell
 
 logger = logging.getLogger(__name__)
@@ -31,7 +33,9 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STAGES = ("read", "wait_read", "normalise", "infer", "postprocess", "merge")
 AUTOCAST_MIN_MATCH = 0.99  # reduced precision is kept only if this fraction of cells match fp32
-AUTOCAST_MIN_CELLS = 20  # cells needed in a batch to judge reduced precision on it
+AUTOCAST_MIN_CELLS = 20  # cells needed to judge reduced precision at all
+AUTOCAST_TARGET_CELLS = 200  # judged as soon as the first batches hold this many cells
+AUTOCAST_MAX_BATCHES = 8  # ... or after this many batches with at least AUTOCAST_MIN_CELLS
 MATCH_IOU = 0.5
 
 
@@ -92,6 +96,8 @@ class SegmentReport:
     precision: str
     device: str
     cancelled: bool = False
+    backend: str = "torch"
+    agreement: float | None = None  # fraction of fp32 cells the reduced precision tried matched ("auto")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tiles_failed", MappingProxyType(dict(self.tiles_failed)))
@@ -105,12 +111,29 @@ class SegmentReport:
         n = self.tiles_done + len(self.tiles_failed)
         return n / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    def engine(self) -> dict[str, Any]:
+        """The engine facts a run records (engine.json, summary.json): backend, device, precision, timings."""
+        return {
+            "backend": self.backend,
+            "device": self.device,
+            "precision": self.precision,
+            "agreement": None if self.agreement is None else round(self.agreement, 4),
+            "batch_size": self.batch_size,
+            "tiles": self.tiles_done,
+            "cells": self.cells,
+            "wall_seconds": round(self.wall_seconds, 3),
+            "tiles_per_second": round(self.tiles_per_second, 4),
+            "seconds": dict(self.seconds),
+        }
+
     def summary(self) -> str:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items())
+        agreed = "" if self.agreement is None else f" ({100 * self.agreement:.2f}% of cells match fp32)"
         return (
             f"{self.tiles_done} tiles segmented, {len(self.tiles_failed)} failed, {self.tiles_resumed} resumed, "
             f"{self.tiles_skipped} not tissue; {self.cells} cells; {self.wall_seconds:.2f}s "
-            f"({self.tiles_per_second:.2f} tiles/s) on {self.device} {self.precision}, batch {self.batch_size}; "
+            f"({self.tiles_per_second:.2f} tiles/s) with {self.backend} on {self.device} {self.precision}{agreed}, "
+            f"batch {self.batch_size}; "
             f"stages: {stages}"
         )
 
@@ -127,32 +150,98 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError | MemoryError) and "out of memory" in str(exc).lower()
 
 
-class _ModelRunner:
-    """Runs the module on uint8 tiles: normalisation on the device, OOM halving, per-tile retries."""
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """A tile's backbone output, waiting for post-processing on the post-processing threads."""
 
-    def __init__(self, model: SegmentModel, normaliser: SlideNormaliser, *, batch_size: int, precision: str) -> None:
+    logits: Any  # torch (C, H + pad, W + pad) float32
+    pad: tuple[int, int]
+
+
+class _ModelRunner:
+    """Runs the model on uint8 tiles: normalisation, backbone (torch or OpenVINO), OOM halving, retries.
+
+    When the module splits (InstanSeg one-output models), `run` returns each tile's backbone output and
+    the post-processing runs later, off the critical path (`labels`); otherwise the whole TorchScript
+    module runs here and returns labels.
+    """
+
+    def __init__(  # noqa: PLR0913 - the runner's knobs are the engine's
+        self,
+        model: SegmentModel,
+        normaliser: SlideNormaliser,
+        *,
+        batch_size: int,
+        precision: str,
+        backend: str = "auto",
+        cache_dir: Path | None = None,
+    ) -> None:
         if precision not in PRECISIONS:
             msg = f"precision must be one of {PRECISIONS}, got {precision!r}"
+            raise ValueError(msg)
+        from wsidesk.core.segment.backends import BACKENDS, InstanSegPostprocess, choose_backbone, splittable
+
+        if backend not in BACKENDS:
+            msg = f"backend must be one of {BACKENDS}, got {backend!r}"
             raise ValueError(msg)
         self.module = model.module
         self.device = str(model.device)
         self.normaliser = normaliser
         self.batch_size = batch_size
         self.cuda = self.device.startswith("cuda")
-        if not self.cuda or precision == "fp32":
-            self.precision = "fp32"  # autocast to bf16/fp16 pays off only on CUDA
-            self._calibrating: str | None = None
-        elif precision == "auto":
-            self.precision = "fp32"
-            self._calibrating = "bf16" if _bf16_supported() else "fp16"
-        else:
-            self.precision = precision
-            self._calibrating = None
+        self.agreement: float | None = None  # fraction of fp32 cells matched by the reduced precision tried
+        self._calib = [0, 0, 0]  # matched, total, batches
+        self.post: InstanSegPostprocess | None = None
+        self.backbone: Backbone | None = None
+        if splittable(self.module):
+            self.post = InstanSegPostprocess(self.module)
+            self.backbone = choose_backbone(
+                self.module,
+                device=self.device,
+                backend=backend,
+                model_path=getattr(model, "path", None),
+                cache_dir=cache_dir,
+                threads=_torch_threads(),
+            )
+        elif backend == "openvino":
+            logger.info("this model's post-processing cannot be split from its backbone: it runs with torch")
+        self._choose_precision(precision)
         self.seconds = {"normalise": 0.0, "infer": 0.0}
 
-    def run(self, rgbs: list[np.ndarray]) -> tuple[list[np.ndarray | None], dict[int, str]]:
-        """Labels per tile (None when it failed) and {position in rgbs: reason} for failed tiles."""
-        labels: list[np.ndarray | None] = [None] * len(rgbs)
+    @property
+    def backend(self) -> str:
+        return self.backbone.name if self.backbone is not None else "torch"
+
+    @property
+    def backend_device(self) -> str:
+        return self.backbone.device if self.backbone is not None else self.device
+
+    def _choose_precision(self, precision: str) -> None:
+        self._calibrating: str | None = None
+        if self.backbone is None:  # the whole module: autocast pays off only on CUDA
+            native: tuple[str, ...] = (("bf16", "fp16") if _bf16_supported() else ("fp16",)) if self.cuda else ()
+            supported = precision == "fp32" or (self.cuda and precision != "auto")
+        else:
+            native = self.backbone.native_precisions()
+            supported = precision != "auto" and self.backbone.supports(precision)
+        if precision == "auto":
+            self.precision = "fp32"
+            self._calibrating = native[0] if native else None
+            if self._calibrating is None:
+                logger.info(
+                    "precision auto: %s on %s has no native reduced precision: fp32", self.backend, self.backend_device
+                )
+        elif supported:
+            self.precision = precision
+        else:
+            logger.info(
+                "%s is not supported by %s on %s: running at fp32", precision, self.backend, self.backend_device
+            )
+            self.precision = "fp32"
+
+    def run(self, rgbs: list[np.ndarray]) -> tuple[list[np.ndarray | _Raw | None], dict[int, str]]:
+        """Labels or backbone output per tile (None when it failed) and {position in rgbs: reason}."""
+        outputs: list[np.ndarray | _Raw | None] = [None] * len(rgbs)
         failed: dict[int, str] = {}
         start = 0
         while start < len(rgbs):
@@ -165,35 +254,69 @@ class _ModelRunner:
                     logger.warning("out of memory on a batch of %d: retrying with %d", n, self.batch_size)
                     _free_device_memory(self.device)
                     continue
+                if self._fall_back_to_torch(exc):
+                    continue
                 logger.warning("model failed on a batch of %d (%s): retrying tile by tile", n, exc)
                 _free_device_memory(self.device)
                 for i in range(start, start + n):
                     try:
-                        labels[i] = self._forward([rgbs[i]])[0]
+                        outputs[i] = self._forward([rgbs[i]])[0]
                     except Exception as tile_exc:  # noqa: BLE001 - the tile's second failure: record it
                         failed[i] = f"model failed: {type(tile_exc).__name__}: {tile_exc}"
                         _free_device_memory(self.device)
                 start += n
                 continue
-            labels[start : start + n] = out
+            outputs[start : start + n] = out
             start += n
-        return labels, failed
+        return outputs, failed
 
-    def _forward(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+    def _fall_back_to_torch(self, exc: Exception) -> bool:
+        """An OpenVINO failure at run time switches the rest of the slide to torch (never a failed job)."""
+        if self.backbone is None or self.backbone.name == "torch":
+            return False
+        from wsidesk.core.segment.backends.torch import TorchBackbone
+
+        logger.warning(
+            "%s failed (%s: %s): the rest of the slide runs with torch", self.backend, type(exc).__name__, exc
+        )
+        self.backbone = TorchBackbone(self.module, self.device)
+        if not self.backbone.supports(self.precision):
+            self.precision = "fp32"
+        return True
+
+    def labels(self, output: np.ndarray | _Raw) -> np.ndarray:
+        """A tile's labels from what `run` returned (post-processing, when it was deferred)."""
+        if isinstance(output, np.ndarray):
+            return output
+        assert self.post is not None
+        return self.post(output.logits[None], output.pad)[0]
+
+    def _forward(self, rgbs: list[np.ndarray]) -> list[np.ndarray] | list[_Raw]:
         t0 = time.perf_counter()
         x = self.normaliser.to_tensor(np.stack(rgbs), self.device)
         t1 = time.perf_counter()
         self.seconds["normalise"] += t1 - t0
         try:
-            out = self._call(x, self.precision)
-            if self._calibrating is not None:
-                self._calibrate(x, out)
-            return out
+            if self.backbone is None:
+                labels = self._call_module(x, self.precision)
+                if self._calibrating is not None:
+                    self._calibrate(labels, lambda: self._call_module(x, self._calibrating or "fp32"))
+                return labels
+            from wsidesk.core.segment.backends import pad_input
+
+            x, pad = pad_input(x)
+            out = self.backbone(x, self.precision)
+            if self._calibrating is None:
+                return [_Raw(out[i], pad) for i in range(out.shape[0])]
+            backbone, post = self.backbone, self.post
+            assert post is not None
+            labels = post(out, pad)
+            self._calibrate(labels, lambda: post(backbone(x, self._calibrating or "fp32"), pad))
+            return labels
         finally:
-            del x  # labels are on the host already (.to("cpu") waited for the device)
             self.seconds["infer"] += time.perf_counter() - t1
 
-    def _call(self, x: Any, precision: str) -> list[np.ndarray]:
+    def _call_module(self, x: Any, precision: str) -> list[np.ndarray]:
         import torch
 
         if precision == "fp32":
@@ -213,32 +336,36 @@ class _ModelRunner:
         labels = labels.astype(np.int32, copy=False)
         return list(labels)
 
-    def _calibrate(self, x: Any, reference: list[np.ndarray]) -> None:
-        """Decide 'auto' precision: keep bf16/fp16 only if >= 99% of this batch's cells match fp32."""
+    def _calibrate(self, reference: list[np.ndarray], candidate_labels: Callable[[], list[np.ndarray]]) -> None:
+        """Decide 'auto' precision on the first batches: keep the reduced one only if >= 99% of cells match fp32."""
         candidate = self._calibrating
         assert candidate is not None
         try:
-            other = self._call(x, candidate)
-        except Exception as exc:  # noqa: BLE001 - a dtype the GPU cannot run means fp32
-            logger.info("autocast %s failed (%s): staying at fp32", candidate, exc)
+            other = candidate_labels()
+        except Exception as exc:  # noqa: BLE001 - a dtype the device cannot run means fp32
+            logger.info("%s %s failed (%s): staying at fp32", self.backend, candidate, exc)
             self._calibrating = None
             return
-        matched = total = 0
         for ref, oth in zip(reference, other, strict=True):
             m, t = match_counts(ref, oth)
-            matched += m
-            total += t
-        if total < AUTOCAST_MIN_CELLS:
-            return  # too few cells to judge: try again on the next batch
-        fraction = matched / total
+            self._calib[0] += m
+            self._calib[1] += t
+        self._calib[2] += 1
+        matched, total, batches = self._calib
+        enough = total >= AUTOCAST_TARGET_CELLS or (batches >= AUTOCAST_MAX_BATCHES and total >= AUTOCAST_MIN_CELLS)
+        if not enough:
+            return  # too few cells to judge yet: add the next batch
+        self.agreement = matched / total
         self._calibrating = None
-        if fraction >= AUTOCAST_MIN_MATCH:
+        if self.agreement >= AUTOCAST_MIN_MATCH:
             self.precision = candidate
         logger.info(
-            "autocast %s matches %.2f%% of %d fp32 cells: running at %s",
+            "precision auto: %s %s matches %.2f%% of %d fp32 cells on the first %d batches: running at %s",
+            self.backend,
             candidate,
-            100 * fraction,
+            100 * self.agreement,
             total,
+            batches,
             self.precision,
         )
 
@@ -270,6 +397,12 @@ def _bf16_supported() -> bool:
         return False
 
 
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())  # the app keeps one core for the GUI; OpenVINO follows suit
+
+
 def _free_device_memory(device: str) -> None:
     import torch
 
@@ -282,7 +415,7 @@ def _free_device_memory(device: str) -> None:
 @dataclass(slots=True)
 class _Batch:
     reads: list[TileRead]
-    labels: list[np.ndarray | None]
+    labels: list[np.ndarray | _Raw | None]
     failed: dict[int, str]  # tile index -> reason
     seconds: dict[str, float]
 
@@ -319,12 +452,15 @@ def segment_slide(  # noqa: PLR0913, PLR0915 - the engine's knobs are its interf
     read_workers: int = DEFAULT_READ_WORKERS,
     postprocess_workers: int = 2,
     cells_before: int = 0,
+    backend: str = "auto",
+    cache_dir: Path | None = None,
 ) -> SegmentReport:
     """Segment the tissue tiles of `plan` that are not in `skip`; cells go to `merger` and `on_batch`.
 
     A tile that cannot be read or segmented (after one retry) is reported failed with its reason; the
     rest go on. `check_cancelled` is called between batches: when it raises, the batch being
     post-processed is still merged and handed to `on_batch` before the exception propagates.
+    `backend` (auto|torch|openvino) runs the backbone; `cache_dir` keeps converted models between runs.
     """
     if batch_size < 1:
         msg = f"batch size must be at least 1, got {batch_size}"
@@ -342,7 +478,9 @@ def segment_slide(  # noqa: PLR0913, PLR0915 - the engine's knobs are its interf
     tissue = plan.tissue_tiles
     todo: list[Tile] = [t for t in tissue if t.index not in skip]
     resumed = len(tissue) - len(todo)
-    runner = _ModelRunner(model, normaliser, batch_size=batch_size, precision=precision)
+    runner = _ModelRunner(
+        model, normaliser, batch_size=batch_size, precision=precision, backend=backend, cache_dir=cache_dir
+    )
     seconds = dict.fromkeys(STAGES, 0.0)
     progress = {"done": resumed, "cells": cells_before}
     all_failed: dict[int, str] = {}
@@ -352,8 +490,9 @@ def segment_slide(  # noqa: PLR0913, PLR0915 - the engine's knobs are its interf
     extract_pool = ThreadPoolExecutor(max(1, postprocess_workers), thread_name_prefix="wsidesk-extract")
     post_pool = ThreadPoolExecutor(1, thread_name_prefix="wsidesk-post")
 
-    def extract_one(read: TileRead, labels: np.ndarray) -> list[Cell] | str:
+    def extract_one(read: TileRead, output: np.ndarray | _Raw) -> list[Cell] | str:
         try:
+            labels = runner.labels(output)  # the model's post-processing, when it was deferred
             return extract(labels, read.rgb, tile=read.tile, plan=plan, origin=read.origin, scale=read.scale)
         except Exception as exc:  # noqa: BLE001 - one bad tile must not stop the slide
             logger.warning("post-processing of tile %d failed: %s", read.tile.index, exc, exc_info=True)
@@ -463,8 +602,10 @@ def segment_slide(  # noqa: PLR0913, PLR0915 - the engine's knobs are its interf
             wall_seconds=time.perf_counter() - wall0,
             batch_size=runner.batch_size,
             precision=runner.precision,
-            device=runner.device,
+            device=runner.backend_device.lower(),
             cancelled=cancelled,
+            backend=runner.backend,
+            agreement=runner.agreement,
         )
         logger.debug("segmentation of %s: %s", plan.slide_path, report.summary())
     return report

@@ -1,0 +1,189 @@
+"""Inference backends: the split post-processing reproduces the scripted module, OpenVINO gives torch's
+cells, and every OpenVINO failure (not installed, conversion, damaged cache) falls back to torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from wsidesk.core.segment import backends as backends_module  # noqa: E402
+from wsidesk.core.segment.backends import (  # noqa: E402
+    InstanSegPostprocess,
+    choose_backbone,
+    cpu_has_native_bf16,
+    openvino_available,
+    pad_input,
+)
+from wsidesk.core.segment.backends.torch import TorchBackbone  # noqa: E402
+from wsidesk.core.segment.engine import match_counts  # noqa: E402
+from wsidesk.core.segment.normalise import SlideNormaliser  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+TEST_MODEL = REPO_ROOT / "resources" / "models" / "wsidesk_test_nuclei" / "0.1.0" / "instanseg.pt"
+needs_openvino = pytest.mark.skipif(not openvino_available(), reason="openvino is not installed")
+
+
+def nuclei_tile(size: int = 144, seed: int = 0) -> np.ndarray:
+    """Pink tissue with dark round nuclei of a few sizes (uint8 RGB)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    img = np.empty((size, size, 3), dtype=np.float64)
+    img[:] = (228, 160, 205)
+    for _ in range(size * size // 900):
+        r, c, radius = rng.integers(10, size - 10), rng.integers(10, size - 10), rng.integers(4, 8)
+        img[(yy - r) ** 2 + (xx - c) ** 2 <= radius**2] = (95, 62, 150)
+    img += rng.normal(0.0, 3.0, img.shape)
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def module() -> Any:
+    return torch.jit.load(str(TEST_MODEL)).eval()
+
+
+@pytest.fixture(scope="module")
+def tiles() -> np.ndarray:
+    return nuclei_tile()[None]
+
+
+@pytest.fixture(scope="module")
+def reference(module: Any, tiles: np.ndarray) -> list[np.ndarray]:
+    """torch fp32 labels: what every backend and fallback must reproduce."""
+    return _labels(TorchBackbone(module, "cpu"), module, tiles)
+
+
+def _input(tiles: np.ndarray) -> Any:
+    return SlideNormaliser.from_image(tiles[0]).to_tensor(tiles).contiguous()
+
+
+def _labels(backbone: Any, module: Any, tiles: np.ndarray, precision: str = "fp32") -> list[np.ndarray]:
+    x, pad = pad_input(_input(tiles))
+    return InstanSegPostprocess(module)(backbone(x, precision), pad)
+
+
+def _matched(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[float, int]:
+    counts = [match_counts(x, y) for x, y in zip(a, b, strict=True)]
+    total = sum(t for _, t in counts)
+    return sum(m for m, _ in counts) / total, total
+
+
+def test_split_post_processing_gives_the_scripted_modules_labels_exactly(
+    module: Any, tiles: np.ndarray, reference: list[np.ndarray]
+) -> None:
+    with torch.inference_mode():
+        whole = module(_input(tiles))[:, 0].numpy().astype(np.int32)
+    assert int(whole.max()) > 5  # the tiles have nuclei to find
+    for expected, got in zip(whole, reference, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+@needs_openvino
+def test_openvino_fp32_finds_torchs_cells(
+    module: Any, tiles: np.ndarray, reference: list[np.ndarray], tmp_path: Path
+) -> None:
+    openvino = choose_backbone(module, device="cpu", backend="openvino", model_path=TEST_MODEL, cache_dir=tmp_path)
+    assert openvino.name == "openvino"
+    fraction, total = _matched(reference, _labels(openvino, module, tiles))
+    assert total > 10 and fraction >= 0.995
+    from wsidesk.core.segment.models import sha256_file
+
+    entry = next(tmp_path.iterdir())  # the converted model is cached under the model's sha256
+    assert entry.name.startswith(sha256_file(TEST_MODEL)[:16]) and (entry / "manifest.json").is_file()
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX)")
+@pytest.mark.parametrize("backend", ["torch", "openvino"])
+def test_bf16_matches_fp32_cells(module: Any, tiles: np.ndarray, tmp_path: Path, backend: str) -> None:
+    if backend == "openvino" and not openvino_available():
+        pytest.skip("openvino is not installed")
+    backbone = choose_backbone(module, device="cpu", backend=backend, model_path=TEST_MODEL, cache_dir=tmp_path)
+    assert "bf16" in backbone.native_precisions()
+    fraction, _ = _matched(_labels(backbone, module, tiles), _labels(backbone, module, tiles, "bf16"))
+    assert fraction >= 0.99
+
+
+def test_without_openvino_torch_runs_with_one_info_line(
+    module: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(backends_module, "openvino_available", lambda: True)  # found, but importing fails
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    with caplog.at_level(logging.INFO, logger="wsidesk.core.segment.backends"):
+        backbone = choose_backbone(module, device="cpu", backend="auto", model_path=TEST_MODEL)
+    assert backbone.name == "torch"
+    records = [r for r in caplog.records if "OpenVINO" in r.getMessage()]
+    assert len(records) == 1 and records[0].levelno == logging.INFO
+
+
+@needs_openvino
+def test_a_failed_conversion_warns_and_torch_runs(
+    module: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import openvino
+
+    def broken(*_: Any, **__: Any) -> Any:
+        msg = "unsupported operation aten::frobnicate"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(openvino, "convert_model", broken)
+    with caplog.at_level(logging.WARNING):
+        backbone = choose_backbone(module, device="cpu", backend="openvino", model_path=TEST_MODEL, cache_dir=tmp_path)
+    assert backbone.name == "torch"
+    assert any("could not convert" in r.getMessage() and "frobnicate" in r.getMessage() for r in caplog.records)
+    assert not any(tmp_path.iterdir())  # nothing half-written is left to be read next time
+
+
+@needs_openvino
+def test_a_corrupt_cache_entry_warns_is_rebuilt_and_gives_the_same_cells(
+    module: Any, tiles: np.ndarray, reference: list[np.ndarray], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = tmp_path / "first"
+    choose_backbone(module, device="cpu", backend="openvino", model_path=TEST_MODEL, cache_dir=first)
+    entry = next(first.iterdir())
+    weights = entry / "backbone.bin"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # flipped bytes: still loads, wrong weights
+    weights.write_bytes(bytes(data))
+    second = tmp_path / "second"
+    first.rename(second)  # a fresh cache_dir key: not the backbone this process already holds
+    with caplog.at_level(logging.WARNING):
+        backbone = choose_backbone(module, device="cpu", backend="openvino", model_path=TEST_MODEL, cache_dir=second)
+    assert backbone.name == "openvino"
+    assert any("unusable" in r.getMessage() and "checksum" in r.getMessage() for r in caplog.records)
+    assert (next(second.iterdir()) / "backbone.bin").read_bytes() != bytes(data)  # rebuilt
+    fraction, _ = _matched(reference, _labels(backbone, module, tiles))
+    assert fraction >= 0.995
+
+
+def test_segment_command_records_the_engine_in_summary_json(tmp_path: Path) -> None:
+    from wsidesk.core.slide.demo import write_demo_slide
+
+    slide = tmp_path / "s.svs"
+    write_demo_slide(slide, width=512, height=512, seed=3)
+    env = {**os.environ, "WSIDESK_DATA_DIR": str(tmp_path / "data")}
+    out = subprocess.run(
+        [sys.executable, "-m", "wsidesk", "segment", str(slide), "--model", "wsidesk_test_nuclei", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO_ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    run_dir = Path(json.loads(out.stdout)["runs"][0]["run_dir"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    engine = next(iter(summary["jobs"].values()))["engine"]
+    assert engine["backend"] == ("openvino" if openvino_available() else "torch")
+    assert engine["device"] == "cpu" and engine["precision"] in ("fp32", "bf16")
+    assert engine["batch_size"] in (1, 2) and engine["cells"] > 0
+    assert set(engine["seconds"]) >= {"infer", "postprocess"}
