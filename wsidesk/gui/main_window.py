@@ -11,6 +11,7 @@ from typing import Any
 from PySide6.QtCore import QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QDialog,
     QDockWidget,
     QFileDialog,
     QLabel,
@@ -25,12 +26,13 @@ from wsidesk.core.scheduler.executors import Executor
 from wsidesk.core.scheduler.runner import Runner, pid_alive
 from wsidesk.core.slide import is_slide
 from wsidesk.core.slide import open_slide as open_slide_file
-from wsidesk.core.slide.protocol import looks_grayscale
+from wsidesk.core.slide.protocol import looks_grayscale, objective_power
 from wsidesk.core.states import JobState, RunStatus
 from wsidesk.core.store import Store
 from wsidesk.core.workflow.io import loads_workflow
 from wsidesk.core.workflow.model import Workflow
 from wsidesk.core.workflow.single import segment_workflow
+from wsidesk.gui.annotations_panel import AnnotationsPanel, roi_value
 from wsidesk.gui.bridges import EventBridge
 from wsidesk.gui.dashboard import RunDashboard, StatsPanel
 from wsidesk.gui.graph_editor import GraphEditor
@@ -40,8 +42,12 @@ from wsidesk.gui.panels import LayersPanel, LibraryPanel
 from wsidesk.gui.profiles import ProfileSwitcher
 from wsidesk.gui.provenance import ProvenancePanel, offer_relink
 from wsidesk.gui.results import ResultsWorkbench
+from wsidesk.gui.segment_dialog import SegmentDialog, detected_device
 from wsidesk.gui.settings_dialog import ExecutorSettings, SettingsDialog
+from wsidesk.gui.slide_info import SlideInfoPanel
+from wsidesk.gui.status_text import magnification_text, position_text
 from wsidesk.gui.viewer import SlideView
+from wsidesk.gui.viewer.display_controls import DisplayControls
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +101,9 @@ class MainWindow(QMainWindow):
 
         self.library = LibraryPanel()
         self.layers = LayersPanel(self.viewer)
+        self.annotations = AnnotationsPanel(self.viewer, lambda: self.store.layout.profile_dir(self.profiles.current))
+        self.display_controls = DisplayControls()
+        self.slide_info = SlideInfoPanel()
         self.dashboard = RunDashboard()
         self.stats = StatsPanel(self.runner.snapshot, lambda: self.dashboard.book.tiles_done_total)
         bottom = QTabWidget()
@@ -107,6 +116,14 @@ class MainWindow(QMainWindow):
             self._dock("Layers", self.layers, Qt.DockWidgetArea.RightDockWidgetArea),
             self._dock("Runs", bottom, Qt.DockWidgetArea.BottomDockWidgetArea),
         ]
+        view_dock = self._dock("View", self.display_controls, Qt.DockWidgetArea.RightDockWidgetArea)
+        info_dock = self._dock("Slide info", self.slide_info, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(docks[1], info_dock)
+        self.splitDockWidget(docks[1], view_dock, Qt.Orientation.Vertical)
+        self.tabifyDockWidget(
+            docks[1], self._dock("Annotations", self.annotations, Qt.DockWidgetArea.RightDockWidgetArea)
+        )
+        docks[1].raise_()
         # The slide gets the room; side panels start narrow and the dashboard short.
         self.resizeDocks(docks[:2], [250, 250], Qt.Orientation.Horizontal)
         self.resizeDocks(docks[2:], [260], Qt.Orientation.Vertical)
@@ -171,13 +188,17 @@ class MainWindow(QMainWindow):
         )
         self.run_action = self._action("Run workflow", self.editor.request_run, "Ctrl+R", "Submit the edited workflow")
         self.segment_action = self._action(
-            "Segment this slide", self._on_segment_slide, "Ctrl+Shift+R", "Segment cells on the open slide"
+            "Segment this slide…", self._on_segment_slide, "Ctrl+Shift+R", "Choose a model and settings, then segment"
         )
         self.cancel_action = self._action(
             "Cancel this profile's work", lambda: self.runner.cancel_profile(self.profiles.current), "Ctrl+."
         )
         self.zoom_in_action = self._action("Zoom in", self.viewer.zoom_in, QKeySequence.StandardKey.ZoomIn)
         self.zoom_out_action = self._action("Zoom out", self.viewer.zoom_out, QKeySequence.StandardKey.ZoomOut)
+        # Plain +/- zoom wherever the focus is in the window (text fields still take them as text).
+        zoom_in, zoom_out = QKeySequence.StandardKey.ZoomIn, QKeySequence.StandardKey.ZoomOut
+        self.zoom_in_action.setShortcuts([QKeySequence(zoom_in), QKeySequence("+"), QKeySequence("=")])
+        self.zoom_out_action.setShortcuts([QKeySequence(zoom_out), QKeySequence("-")])
         self.fit_action = self._action("Zoom to fit", self.viewer.zoom_to_fit, "Ctrl+0")
 
         menu = self.menuBar()
@@ -196,6 +217,16 @@ class MainWindow(QMainWindow):
             view_menu.addAction(dock.toggleViewAction())
         run_menu = menu.addMenu("&Run")
         run_menu.addActions([self.run_action, self.segment_action, self.cancel_action])
+        regions = self.annotations
+        menu.addMenu("&Annotations").addActions(
+            [
+                regions.import_action,
+                regions.export_action,
+                regions.segment_action,
+                regions.undo_action,
+                regions.redo_action,
+            ]
+        )
 
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("toolbar_main")
@@ -211,6 +242,7 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         self.mpp_label, self.zoom_label, self.cursor_label = QLabel(), QLabel(), QLabel()
+        self.zoom_label.setToolTip("magnification on screen (the scanner's objective power × zoom)")
         self.executor_label = QLabel(self.services.executor_settings.describe())
         warning = self.services.executor_warning
         if warning:
@@ -228,11 +260,16 @@ class MainWindow(QMainWindow):
         self.live.source_changed.connect(self.layers.set_source)
         self.live.profile_slots_changed.connect(self._refresh_profile_slots)
         self.viewer.files_dropped.connect(self.open_paths)
-        self.viewer.cursor_moved.connect(lambda x, y: self.cursor_label.setText(f"x {x:,.0f}  y {y:,.0f} px"))
+        self.viewer.cursor_moved.connect(
+            lambda x, y: self.cursor_label.setText(position_text(x, y, getattr(self.viewer.reader, "mpp", None)))
+        )
+        self.display_controls.display_changed.connect(self.viewer.set_display)
         self.viewer.zoom_changed.connect(self._on_zoom_changed)
         self.viewer.slide_opened.connect(self._on_slide_opened)
         self.viewer.slide_closed.connect(self._on_slide_closed)
         self.viewer.tile_failed.connect(lambda message: self.statusBar().showMessage(message, 5000))
+        self.annotations.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        self.annotations.segment_requested.connect(self.segment_with_dialog)
         self.library.slide_activated.connect(self.open_slide)
         self.library.result_activated.connect(self.show_result)
         self.library.add_requested.connect(self._on_open_slide)
@@ -389,11 +426,37 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_segment_slide(self) -> str | None:
+        return self.segment_with_dialog(None)
+
+    @Slot(list)
+    def segment_with_dialog(self, roi: list[str] | None) -> str | None:
+        """The Segment dialog for the open slide (only inside the saved regions `roi` names, if given)."""
         path = self.viewer.slide_path
         if path is None:
             self.statusBar().showMessage("open a slide first", 5000)
             return None
-        workflow = segment_workflow(Path(path), {})
+        from wsidesk.core.segment.estimate import installed_models
+        from wsidesk.core.segment.models import ModelStore, models_root
+
+        try:
+            models = installed_models(ModelStore(models_root(self.store.layout.models_dir)))
+            dialog = SegmentDialog(path, models, detected_device=detected_device(), roi=roi, parent=self)
+        except WsideskError as exc:
+            QMessageBox.warning(self, "Cannot segment", str(exc))
+            return None
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return None
+        params = dialog.params()
+        if roi:
+            params["roi"] = roi_value(roi)  # the job param is one comma-separated string
+        return self.segment_slide(params)
+
+    def segment_slide(self, params: dict[str, Any]) -> str | None:
+        """Submit one segment job with `params` on the open slide."""
+        path = self.viewer.slide_path
+        if path is None:
+            return None
+        workflow = segment_workflow(Path(path), params)
         if not self._confirm_colour(workflow):
             return None
         try:
@@ -479,6 +542,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_slide_closed(self, *_: Any) -> None:
+        self.slide_info.set_reader(None)
+        self.cursor_label.clear()
         self.mpp_label.clear()
         self.zoom_label.clear()
 
@@ -525,6 +590,8 @@ class MainWindow(QMainWindow):
         reader = self.viewer.reader
         mpp = getattr(reader, "mpp", None)
         self.mpp_label.setText(f"{mpp:.3f} µm/px" if mpp else "µm/px unknown")
+        self.slide_info.set_reader(reader)
+        self._on_zoom_changed(self.viewer.scale_factor())
         thumbnail = self.viewer.thumbnail_rgb
         grey = thumbnail is not None and looks_grayscale(thumbnail)
         self._grayscale_slide = str(Path(path).resolve()) if grey else None
@@ -536,7 +603,8 @@ class MainWindow(QMainWindow):
 
     @Slot(float)
     def _on_zoom_changed(self, scale: float) -> None:
-        self.zoom_label.setText(f"zoom {scale * 100:.1f}%")
+        reader = self.viewer.reader
+        self.zoom_label.setText(magnification_text(scale, objective_power(reader) if reader is not None else None))
 
     def _update_title(self) -> None:
         parts = ["wsidesk", f"[{self.profiles.current}]"]

@@ -239,6 +239,6 @@ def test_a_grayscale_slide_warns_that_the_model_expects_rgb_brightfield(window, 
     assert window.viewer.slide_path == str(gray.resolve())
     assert "grayscale" in window.statusBar().currentMessage()
     answers.reply = QMessageBox.StandardButton.No
-    assert window._on_segment_slide() is None
+    assert window.segment_slide({}) is None  # what the Segment dialog submits
     assert answers.asked and "RGB brightfield" in answers.asked[0]
     assert window.runner.is_idle()

@@ -8,6 +8,7 @@ separated as in `skimage.color.rgb2hed` and shown alone, recombined as in `skima
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import cache
 
@@ -61,35 +62,56 @@ def _tone_lut(brightness: float, contrast: float, gamma: float) -> np.ndarray:
     return np.round(v * 255.0).astype(np.uint8)
 
 
+_STEPS = 8192  # fixed-point steps per unit of stain amount: output within 1 level of skimage's float maths
+
+
 @cache
 def _stain_tables(index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel optical-density tables (3 x 256, scaled by the stain's column of hed_from_rgb) and the
-    stain's colour row of rgb_from_hed, both float32."""
+    """Fixed-point tables for one stain: per channel (3 x 256, int32), a pixel's contribution to the stain's
+    amount (rgb2hed's optical density times the stain's column of hed_from_rgb); and the colour each amount
+    is shown in ((n, 3) uint8: hed2rgb of that amount of the stain alone)."""
     from skimage.color import hed_from_rgb, rgb_from_hed
 
     od = np.log(np.maximum(np.arange(256, dtype=np.float64) / 255.0, _EPS)) / np.log(_EPS)  # rgb2hed's OD
-    tables = np.stack([od * hed_from_rgb[c, index] for c in range(3)]).astype(np.float32)
-    colour = (np.log(_EPS) * rgb_from_hed[index]).astype(np.float32)  # -(c * -log eps) @ row, folded
-    return tables, colour
+    tables = np.round(np.stack([od * hed_from_rgb[c, index] for c in range(3)]) * _STEPS).astype(np.int32)
+    top = int(np.maximum(tables.max(axis=1), 0).sum())
+    amount = np.arange(top + 1, dtype=np.float64) / _STEPS
+    # hed2rgb: exp(-(amount * -log eps) * rgb_from_hed[stain]), in (0, 1]
+    colours = np.exp(amount[:, None] * (np.log(_EPS) * rgb_from_hed[index])[None, :])
+    return tables, np.ascontiguousarray(np.clip(np.round(colours * 255.0), 0, 255).astype(np.uint8).T)
 
 
 def stain_only(rgb: np.ndarray, stain: str) -> np.ndarray:
-    """The image as if only `stain` were on the slide (equals hed2rgb of rgb2hed with the others zeroed)."""
+    """The image as if only `stain` were on the slide (hed2rgb of rgb2hed with the other stains zeroed).
+
+    Integer table look-ups only: a 512² tile costs a few ms, and numpy releases the GIL meanwhile.
+    """
     index = STAINS[stain][1]
     if index is None:
         return rgb
-    tables, colour = _stain_tables(index)
+    tables, colours = _stain_tables(index)
     amount = tables[0][rgb[..., 0]]
     amount += tables[1][rgb[..., 1]]
     amount += tables[2][rgb[..., 2]]
-    np.maximum(amount, 0.0, out=amount)
+    np.clip(amount, 0, colours.shape[1] - 1, out=amount)
     out = np.empty(rgb.shape, dtype=np.uint8)
-    for c in range(3):
-        channel = np.exp(amount * colour[c])  # in (0, 1]: colour is <= 0 for these matrices
-        np.multiply(channel, 255.0, out=channel)
-        channel += 0.5
-        out[..., c] = np.minimum(channel, 255.0)
+    for c in range(3):  # three flat look-ups beat one gather of 3-byte rows
+        out[..., c] = colours[c][amount]
     return out
+
+
+def warm_up() -> threading.Thread:
+    """Import scikit-image's colour module and build the stain tables on a worker thread: done on the GUI
+    thread at the first stain view, the import alone stalls it for about a second."""
+
+    def build() -> None:
+        for _, index in STAINS.values():
+            if index is not None:
+                _stain_tables(index)
+
+    thread = threading.Thread(target=build, name="wsidesk-stain-tables", daemon=True)
+    thread.start()
+    return thread
 
 
 def apply_display(rgb: np.ndarray, settings: DisplaySettings) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
-from wsidesk.gui.viewer.display import STAINS, DisplaySettings
+from wsidesk.gui.viewer.display import STAINS, DisplaySettings, warm_up
 
 # slider units: hundredths; (minimum, maximum) per control, chosen inside DisplaySettings' ranges
 _RANGES = {"brightness": (-100, 100), "contrast": (10, 300), "gamma": (20, 300)}
@@ -52,6 +52,7 @@ class DisplayControls(QWidget):
         self._timer.timeout.connect(self._emit)
         self.stain.currentIndexChanged.connect(lambda _: self._emit())
         self._show_values()
+        warm_up()  # the first stain view must not wait for scikit-image to import
 
     def settings(self) -> DisplaySettings:
         values = {name: slider.value() / 100.0 for name, slider in self.sliders.items()}
