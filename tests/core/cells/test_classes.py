@@ -125,3 +125,15 @@ def test_saved_classes_are_reapplied_when_the_store_is_lost(result: Path, tmp_pa
     table = open_cells(result)
     assert table.source == result / "cells.geojson"
     assert np.array_equal(table.classes, classified.classes)
+
+
+def test_saved_rules_win_over_classes_stored_earlier(result: Path, tmp_path: Path) -> None:
+    classify_result(result, load_rules(write_rules(tmp_path / "rules.yaml")))
+    save_rules([ClassRule("Small", "#00ff00", "area_um2 <= 25")], result / "classes.yaml")  # as the app does
+    table = open_cells(result)
+    assert set(table.classes.tolist()) == {"Small", ""}
+    assert np.array_equal(table.classes == "Small", table.columns["area_um2"] <= 25)
+    assert table.class_colors == {"Small": "#00ff00"}
+    (result / "classes.yaml").write_text("- {name: X, color: '#000000', when: 'gone > 1'}\n")
+    broken = open_cells(result)  # the stored classes stay, and the note says why
+    assert "saved classes not applied" in broken.note and "Tumor" in set(broken.classes.tolist())

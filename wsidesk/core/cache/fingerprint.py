@@ -33,7 +33,7 @@ from wsidesk.core.paths import resolve_path
 
 # Bump whenever a job's outputs for the same inputs change (a new measurement, another merge rule, a
 # changed file format): every earlier result then misses instead of being served as current.
-RESULTS_VERSION = "1"
+RESULTS_VERSION = "2"  # 2: segment results carry the cell store cells.arrow
 NOT_FINGERPRINTED = frozenset({"cache"})
 MODEL_PARAM = "model"
 ROI_PARAM = "roi"  # names saved annotations of the slide unless it is a file
