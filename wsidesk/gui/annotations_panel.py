@@ -1,13 +1,15 @@
 """The Annotations panel: drawing tools, the open slide's regions, QuPath import/export, "Segment these regions".
 
 Regions are saved per slide in the current profile's folder (see `wsidesk.core.annotations.store`)
-shortly after every change, and at once when the slide is closed.
+shortly after every change, and at once when the slide is closed. The write (JSON, fsync, rename) runs
+on one writer thread, in order, so a large region never stalls the event loop.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
@@ -56,6 +58,7 @@ class AnnotationsPanel(QWidget):
 
     segment_requested = Signal(list)  # names of the regions to segment
     message = Signal(str)
+    _save_failed = Signal(str)  # from the writer thread; queued to the GUI thread
 
     def __init__(self, view: SlideView, profile_dir: Callable[[], Path], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -74,6 +77,11 @@ class AnnotationsPanel(QWidget):
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(SAVE_DELAY_MS)
         self._save_timer.timeout.connect(self.save)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="annotations-save")
+        self._pending: Future[Path] | None = None
+        self._save_failed.connect(self.message)
+        writer = self._writer  # not `self`: the wrapper may be half gone when `destroyed` fires
+        self.destroyed.connect(lambda *_: writer.shutdown(wait=True))
 
         self._build_actions()
         self._build_ui()
@@ -190,23 +198,40 @@ class AnnotationsPanel(QWidget):
     @Slot()
     def _on_slide_closed(self, *_: object) -> None:
         if self._save_timer.isActive():
-            self._save_timer.stop()
             self.save()
+        self.flush()
         self.tool.cancel()
         self._loaded = None
         self.model.reset([])
 
-    def save(self) -> Path | None:
-        """Write the regions now (normally done shortly after each change)."""
+    def save(self) -> None:
+        """Start writing the regions now (normally done shortly after each change); `flush` waits for it."""
         self._save_timer.stop()
         if self._loaded is None:
-            return None
+            return
         store, slide = self._loaded
-        try:
-            return store.save(slide, self.model.annotations())
-        except OSError as exc:
-            self.message.emit(f"cannot save regions to {store.folder}: {exc}")
+        annotations = self.model.annotations()  # immutable values: the writer thread may read them
+
+        def write() -> Path:
+            try:
+                return store.save(slide, annotations)
+            except OSError as exc:
+                self._save_failed.emit(f"cannot save regions to {store.folder}: {exc}")
+                raise
+
+        self._pending = self._writer.submit(write)
+
+    def flush(self) -> Path | None:
+        """Wait for the last save; the file written, or None when there was none or it failed."""
+        if self._save_timer.isActive():
+            self.save()
+        pending, self._pending = self._pending, None
+        if pending is None:
             return None
+        try:
+            return pending.result()
+        except OSError:
+            return None  # reported by the writer
 
     # -- import / export ------------------------------------------------------------------------------
     def import_geojson(self, path: str | Path) -> int:
@@ -281,7 +306,7 @@ class AnnotationsPanel(QWidget):
         if annotation is None:
             self.message.emit("select a region first")
             return
-        self.save()  # the job reads the saved regions
+        self.flush()  # the job reads the saved regions
         self.segment_requested.emit([annotation.name])
 
     # -- keeping the list in step -------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_rectangle_is_drawn_undone_redone_and_saved_for_the_slide(panel, view, t
     assert panel.model.annotations() == [] and panel.list.count() == 0
     panel.redo_action.trigger()
     assert only(panel).id == a.id
-    panel.save()
+    panel.flush()
     saved = AnnotationStore(tmp_path / "profiles" / "default").load(tmp_path / "s.svs")
     assert [s.id for s in saved] == [a.id]
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsObject, QStyleOptionGraphi
 from shapely.geometry import MultiPolygon, Polygon
 
 from wsidesk.core.annotations import Annotation, AnnotationError, clean_region
+from wsidesk.gui.viewer.overlays import polygons_to_qpolygonf
 
 logger = logging.getLogger(__name__)
 
@@ -171,21 +172,13 @@ def from_rings(template: Polygon | MultiPolygon, rings: list[np.ndarray]) -> Pol
 
 
 def painter_path(geometry: Polygon | MultiPolygon) -> QPainterPath:
-    """A QPainterPath of a region (odd-even fill, so holes stay empty)."""
+    """A QPainterPath of a region (odd-even fill, so holes stay empty); rings copied in with numpy."""
     path = QPainterPath()
     path.setFillRule(Qt.FillRule.OddEvenFill)
-    for ring in rings_of(geometry):
-        _add_ring(path, ring)
+    for polygon in polygons_to_qpolygonf([r for r in rings_of(geometry) if len(r)]):
+        path.addPolygon(polygon)
+        path.closeSubpath()
     return path
-
-
-def _add_ring(path: QPainterPath, ring: np.ndarray) -> None:
-    if len(ring) == 0:
-        return
-    path.moveTo(float(ring[0, 0]), float(ring[0, 1]))
-    for x, y in ring[1:].tolist():
-        path.lineTo(x, y)
-    path.closeSubpath()
 
 
 def ellipse_polygon(x0: float, y0: float, x1: float, y1: float, vertices: int = ELLIPSE_VERTICES) -> Polygon:
@@ -201,9 +194,10 @@ class AnnotationLayer(QGraphicsObject):
     def __init__(self, model: AnnotationModel, parent: QGraphicsItem | None = None) -> None:
         super().__init__(parent)
         self.model = model
-        self._paths: dict[str, tuple[Annotation, QPainterPath]] = {}
+        self._paths: dict[str, tuple[Annotation, QPainterPath, np.ndarray]] = {}  # value, path, its vertices
         self._bounds = QRectF()
         self.preview = QPainterPath()  # the stroke or outline being drawn, level-0 px
+        self.hidden = ""  # id of the region being moved: its preview stands in for it
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         model.changed.connect(self._on_changed)
@@ -223,10 +217,13 @@ class AnnotationLayer(QGraphicsObject):
 
     def _on_changed(self) -> None:
         # Paths are rebuilt only for regions whose value changed (values are immutable: identity says it).
-        fresh: dict[str, tuple[Annotation, QPainterPath]] = {}
+        fresh: dict[str, tuple[Annotation, QPainterPath, np.ndarray]] = {}
         for a in self.model.annotations():
             old = self._paths.get(a.id)
-            fresh[a.id] = old if old is not None and old[0] is a else (a, painter_path(a.geometry))
+            if old is not None and old[0] is a:
+                fresh[a.id] = old
+            else:
+                fresh[a.id] = (a, painter_path(a.geometry), np.concatenate(rings_of(a.geometry)))
         self._paths = fresh
         self.update()
 
@@ -245,30 +242,28 @@ class AnnotationLayer(QGraphicsObject):
         exposed = option.exposedRect if not option.exposedRect.isEmpty() else self._bounds
         selected = self.model.selected
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        for annotation_id, (a, path) in self._paths.items():
-            if not path.controlPointRect().intersects(exposed):
+        for annotation_id, (a, path, _) in self._paths.items():
+            if annotation_id == self.hidden or not path.controlPointRect().intersects(exposed):
                 continue
             color = QColor(*a.color)
             is_selected = annotation_id == selected
-            if is_selected:
-                fill = QColor(color)
-                fill.setAlpha(40)
-                painter.fillPath(path, fill)
-            pen = QPen(color, 3.0 if is_selected else 2.0)
+            # Outlines only: filling a large antialiased polygon costs more than the whole rest of a repaint.
+            pen = QPen(color, 3.5 if is_selected else 2.0)
             pen.setCosmetic(True)
             painter.setPen(pen)
             painter.drawPath(path)
         if selected and (entry := self._paths.get(selected)) is not None:
-            self._paint_handles(painter, entry[0], exposed)
+            self._paint_handles(painter, entry[2], exposed)
         if not self.preview.isEmpty():
-            pen = QPen(QColor(255, 255, 255), 2.0, Qt.PenStyle.DashLine)
-            pen.setCosmetic(True)
+            # Solid, 1 px, aliased: the raster engine's fast path, since the preview repaints on every mouse
+            # move (a dash pattern or antialiasing is laid along the whole 2,000-vertex path each time).
+            pen = QPen(QColor(255, 255, 255), 0)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
             painter.setPen(pen)
             painter.drawPath(self.preview)
 
-    def _paint_handles(self, painter: QPainter, annotation: Annotation, exposed: QRectF) -> None:
+    def _paint_handles(self, painter: QPainter, vertices: np.ndarray, exposed: QRectF) -> None:
         px = self._screen_px()
-        vertices = np.concatenate(rings_of(annotation.geometry))
         inside = (
             (vertices[:, 0] >= exposed.left())
             & (vertices[:, 0] <= exposed.right())
@@ -299,6 +294,7 @@ class _Drag:
     start: QPointF
     ring: int = -1  # -1: move the whole region
     vertex: int = -1
+    rings: list[np.ndarray] | None = None  # the region's rings, for a vertex edit
 
 
 class AnnotationTool(QObject):
@@ -350,6 +346,7 @@ class AnnotationTool(QObject):
         self._points.clear()
         self._anchor = None
         self._drag = None
+        self.layer.hidden = ""
         self.layer.set_preview(QPainterPath())
 
     def _slide_size(self) -> tuple[int, int] | None:
@@ -500,7 +497,7 @@ class AnnotationTool(QObject):
             ring, vertex = hit
             annotation = self.model.get(self.model.selected)
             assert annotation is not None
-            self._drag = _Drag(annotation, p, ring, vertex)
+            self._drag = _Drag(annotation, p, ring, vertex, rings_of(annotation.geometry))
             return True
         for a in reversed(self.model.annotations()):  # the one drawn last is on top
             path = self.layer.path(a.id)
@@ -532,17 +529,37 @@ class AnnotationTool(QObject):
             moved = shapely.transform(geometry, lambda xy: xy + np.array([dx, dy]))
             assert isinstance(moved, Polygon | MultiPolygon)
             return moved
-        rings = rings_of(geometry)
+        rings = [r.copy() for r in drag.rings or rings_of(geometry)]
         rings[drag.ring][drag.vertex] = (p.x(), p.y())
         return from_rings(geometry, rings)
 
     def _drag_to(self, p: QPointF) -> None:
-        assert self._drag is not None
-        self.layer.set_preview(painter_path(self._dragged_geometry(self._drag, p)))
+        """Preview without building geometry: the moved outline, or the two edges at the dragged vertex."""
+        drag = self._drag
+        assert drag is not None
+        old = self.layer.preview.controlPointRect()
+        if drag.ring < 0:
+            path = self.layer.path(drag.annotation.id)
+            if path is None:
+                return
+            preview = path.translated(p.x() - drag.start.x(), p.y() - drag.start.y())
+            if self.layer.hidden != drag.annotation.id:  # the first move: the preview takes its place
+                self.layer.hidden = drag.annotation.id
+                old = old.united(path.controlPointRect())
+        else:
+            assert drag.rings is not None
+            ring = drag.rings[drag.ring]
+            before, after = ring[drag.vertex - 1], ring[(drag.vertex + 1) % len(ring)]
+            preview = QPainterPath(QPointF(*before))
+            preview.lineTo(p)
+            preview.lineTo(QPointF(*after))
+        pad = 4 * self._px()
+        self.layer.set_preview(preview, old.united(preview.controlPointRect()).adjusted(-pad, -pad, pad, pad))
 
     def _finish_drag(self, p: QPointF) -> None:
         drag, self._drag = self._drag, None
         assert drag is not None
+        self.layer.hidden = ""
         self.layer.set_preview(QPainterPath())
         if p == drag.start:
             return  # a click: selected, nothing moved
