@@ -52,8 +52,9 @@ def write_wf(tmp_path: Path, body: str, name: str = "wf.yaml") -> Path:
 
 
 def serial_wf(tmp_path: Path, slide: Path, n: int) -> Path:
+    """`n` identical jobs that each really run (`cache: false`: no job reuses another's result)."""
     jobs = "\n".join(f"    - {{job_id: t{i}, type: tissue, image: {slide}}}" for i in range(n))
-    return write_wf(tmp_path, f"name: serial\ndag:\n  only:\n{jobs}\n")
+    return write_wf(tmp_path, f"name: serial\ndefaults: {{cache: false}}\ndag:\n  only:\n{jobs}\n")
 
 
 def test_run_two_branches_writes_outputs_and_json_summary(tmp_path, slide):

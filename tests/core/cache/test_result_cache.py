@@ -241,3 +241,27 @@ def test_cache_that_cannot_be_opened_only_costs_reuse(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         gate = CacheGate.open(tmp_path / "cache")
     assert gate.cache is None and "without reuse" in caplog.text
+
+
+@pytest.mark.slow  # a Dask LocalCluster
+def test_reuse_is_decided_on_the_client_for_dask_too(tmp_path, slides, dask_threads_cluster):
+    from wsidesk.core.scheduler.dask_executor import DaskExecutor
+
+    store = Store(tmp_path / "data")
+    executor = DaskExecutor.connect(dask_threads_cluster.scheduler_address, max_workers=2)
+    events: list = []
+    runner = Runner(store, executor, sink=events.append)
+    wf = Workflow(name="d", branches=(Branch("b", (Job("t", "tissue", str(slides[1])),)),))
+    try:
+        run_ids = []
+        for _ in range(2):
+            run_ids.append(runner.submit(wf, profile="default"))
+            assert runner.wait(timeout=120)
+        first, second = run_ids
+        assert runner.run_status(second) == "succeeded"
+        reused = [e for e in events if e.run_id == second and e.event is EventName.JOB_REUSED]
+        assert [e.fields["source_run"] for e in reused] == [first]
+        assert not [e for e in events if e.run_id == second and e.event is EventName.JOB_STARTED]
+    finally:
+        executor.shutdown(wait=True)
+        store.close()
