@@ -198,6 +198,7 @@ class AnnotationLayer(QGraphicsObject):
         self._bounds = QRectF()
         self.preview = QPainterPath()  # the stroke or outline being drawn, level-0 px
         self.hidden = ""  # id of the region being moved: its preview stands in for it
+        self.preview_color = QColor(255, 255, 255)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
         model.changed.connect(self._on_changed)
@@ -257,9 +258,10 @@ class AnnotationLayer(QGraphicsObject):
         if not self.preview.isEmpty():
             # Solid, 1 px, aliased: the raster engine's fast path, since the preview repaints on every mouse
             # move (a dash pattern or antialiasing is laid along the whole 2,000-vertex path each time).
-            pen = QPen(QColor(255, 255, 255), 0)
+            pen = QPen(self.preview_color, 0)
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
             painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)  # the handles left a white brush
             painter.drawPath(self.preview)
 
     def _paint_handles(self, painter: QPainter, vertices: np.ndarray, exposed: QRectF) -> None:
@@ -367,6 +369,7 @@ class AnnotationTool(QObject):
         p = self._level0(event)
         if self._tool == "select":
             return self._press_select(p)
+        self.layer.preview_color = QColor(*self.model.next_color())  # the colour the region will have
         if self._tool == "polygon":
             self._polygon_click(p)
         elif self._tool == "freehand":
@@ -498,12 +501,14 @@ class AnnotationTool(QObject):
             annotation = self.model.get(self.model.selected)
             assert annotation is not None
             self._drag = _Drag(annotation, p, ring, vertex, rings_of(annotation.geometry))
+            self.layer.preview_color = QColor(*annotation.color)
             return True
         for a in reversed(self.model.annotations()):  # the one drawn last is on top
             path = self.layer.path(a.id)
             if path is not None and path.contains(p):
                 self.model.select(a.id)
                 self._drag = _Drag(a, p)
+                self.layer.preview_color = QColor(*a.color)
                 return True
         self.model.select("")
         return False  # the view pans
