@@ -70,3 +70,24 @@ def test_reused_jobs_show_distinctly_with_their_provenance_and_rerun(qtbot, wind
     (third,) = set(window.dashboard.book.runs) - runs
     qtbot.waitUntil(lambda: window.dashboard.book.runs[third].status == "succeeded", timeout=30_000)
     assert all(j.reused_from == second for j in window.dashboard.book.runs[third].jobs.values())
+
+
+def test_opening_a_moved_slide_offers_to_relink_its_results(qtbot, window, slide, tmp_path, monkeypatch):
+    from wsidesk.core.cache import ResultCache
+    from wsidesk.core.cache.moved import moved_results
+
+    original = tmp_path / "old" / "slide.svs"
+    original.parent.mkdir()
+    original.write_bytes(slide.read_bytes())
+    run_and_wait(qtbot, window, Workflow(name="m", branches=(Branch("b", (Job("t", "tissue", str(original)),)),)))
+    moved = tmp_path / "new" / "renamed.svs"
+    moved.parent.mkdir()
+    original.rename(moved)
+    asked: list[str] = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes)
+    window.open_paths([str(moved)])
+    assert len(asked) == 1 and str(original) in asked[0]
+    assert moved.resolve() in window.store.slides("default")
+    cache = ResultCache(window.store.layout.root / "cache")
+    assert moved_results(window.store, cache, "default", moved) == []  # relinked: nothing left to offer
+    cache.close()
