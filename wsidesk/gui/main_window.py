@@ -440,7 +440,10 @@ class MainWindow(QMainWindow):
 
         try:
             models = installed_models(ModelStore(models_root(self.store.layout.models_dir)))
-            dialog = SegmentDialog(path, models, detected_device=detected_device(), roi=roi, parent=self)
+            profile_dir = self.store.layout.profile_dir(self.profiles.current)
+            dialog = SegmentDialog(
+                path, models, detected_device=detected_device(), roi=roi, profile_dir=profile_dir, parent=self
+            )
         except WsideskError as exc:
             QMessageBox.warning(self, "Cannot segment", str(exc))
             return None

@@ -10,7 +10,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
@@ -26,12 +26,33 @@ from PySide6.QtWidgets import (
 
 from wsidesk.core.errors import WsideskError
 from wsidesk.core.jobs.segment import SegmentParams
+from wsidesk.core.jobs.tissue import TilingParams
 from wsidesk.core.segment.defaults import recommended_settings
 from wsidesk.core.segment.estimate import ModelChoice, format_duration, seconds_per_tile
+
+if TYPE_CHECKING:
+    from wsidesk.core.tiling.grid import TilePlan
 
 logger = logging.getLogger(__name__)
 
 REPLAN_DELAY_MS = 250  # typing a tile size replans once, not per digit
+
+
+def _plan(slide: Path, params: TilingParams, roi: str | None, profile_dir: Path | None) -> TilePlan:
+    """The job's tile plan (inside the saved regions `roi` names, when given)."""
+    from wsidesk.core.jobs.tissue import plan_from_reader
+    from wsidesk.core.slide.reader import open_slide
+
+    reader = open_slide(slide)
+    try:
+        regions = None
+        if roi is not None:
+            from wsidesk.core.annotations.regions import load_regions
+
+            regions = load_regions(roi, slide=slide, slide_size=reader.dimensions, profile_dir=profile_dir)
+        return plan_from_reader(reader, params, regions=regions)[0]
+    finally:
+        reader.close()
 
 
 def detected_device() -> str:
@@ -53,7 +74,8 @@ class SegmentDialog(QDialog):
     """Settings for one `segment` job on `slide`; `params()` after `exec()` returns Accepted.
 
     `detected_device` is what `device: auto` resolves to on this machine (cpu, cuda or mps); `roi`, when
-    given, names the regions to segment (passed as the job's `roi` param where the job type has one).
+    given, names the regions to segment (passed as the job's `roi` param where the job type has one) and,
+    with the profile folder holding them, the estimate plans only tissue inside them.
     """
 
     def __init__(
@@ -63,6 +85,7 @@ class SegmentDialog(QDialog):
         *,
         detected_device: str = "cpu",
         roi: list[str] | None = None,
+        profile_dir: Path | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -73,6 +96,7 @@ class SegmentDialog(QDialog):
         self.models = list(models)
         self.detected_device = detected_device
         self.roi = list(roi) if roi else None
+        self.profile_dir = profile_dir  # where the profile's saved regions are (to plan inside `roi`)
         where = f"{len(self.roi)} region{'s' if len(self.roi) != 1 else ''} of " if self.roi else ""
         self.setWindowTitle(f"Segment {'regions' if self.roi else 'slide'} — {self.slide.name}")
         specs = {spec.name: spec for spec in SegmentParams.specs()}
@@ -137,8 +161,8 @@ class SegmentDialog(QDialog):
         self.batch_size.valueChanged.connect(self._show_estimate)
         self.tile_size.valueChanged.connect(self._replan.start)
         self.padding.valueChanged.connect(self._replan.start)
-        self._on_model_changed()
-        self._apply_recommended()
+        self._show_model_note()
+        self._apply_recommended()  # and plans: once, at the recommended tile size
 
     # -- widgets ------------------------------------------------------------------------------------
     @staticmethod
@@ -181,12 +205,19 @@ class SegmentDialog(QDialog):
         if self.backend is not None:
             params["backend"] = self.backend_name()
         if self.roi and self._has_roi:
-            params["roi"] = ",".join(self.roi)  # the param takes annotation names, comma-separated
+            params["roi"] = self._roi_param()
         return params
+
+    def _roi_param(self) -> str:
+        return ",".join(dict.fromkeys(self.roi or []))  # the param takes annotation names, comma-separated
 
     # -- reactions ----------------------------------------------------------------------------------
     @Slot()
     def _on_model_changed(self) -> None:
+        self._show_model_note()
+        self._plan()  # another model may read tiles at another resolution
+
+    def _show_model_note(self) -> None:
         choice = self.model_choice()
         self.model_note.setText(
             "Trained on wsidesk's synthetic demo slides only: fast, but not for real tissue."
@@ -194,7 +225,6 @@ class SegmentDialog(QDialog):
             else f"Reads tiles at the model's {choice.pixel_size:g} µm/px."
         )
         self.model_note.setStyleSheet("color: #a05a00" if choice.bundled_test else "color: palette(mid)")
-        self._plan()
 
     @Slot()
     def _apply_recommended(self) -> None:
@@ -224,14 +254,15 @@ class SegmentDialog(QDialog):
             return
         self._request += 1
         request, signals, slide = self._request, self._signals, self.slide
+        roi = self._roi_param() if self.profile_dir is not None else None
         self.estimate.setText("Estimate: planning tiles on the slide's thumbnail…")
 
         def work() -> None:
-            from wsidesk.core.jobs.tissue import TilingParams, compute_plan
-
             tile, padding, mpp = key
             try:
-                plan, _, _ = compute_plan(slide, TilingParams(tile_size=tile, padding=padding, target_mpp=mpp))
+                plan = _plan(
+                    slide, TilingParams(tile_size=tile, padding=padding, target_mpp=mpp), roi, self.profile_dir
+                )
             except (WsideskError, OSError, ValueError) as exc:
                 result: tuple[Any, ...] = (signals.failed, request, str(exc))
             else:
@@ -265,17 +296,25 @@ class SegmentDialog(QDialog):
             return
         total, tissue = counts
         device = self.resolved_device()
+        backend = self.backend_name()
+        if backend == "auto":  # as the job decides: OpenVINO on a CPU when it is installed
+            from wsidesk.core.segment.backends import openvino_available
+
+            backend = "openvino" if device == "cpu" and openvino_available() else "torch"
         per_tile = seconds_per_tile(
             device=device,
-            backend=self.backend_name(),
+            backend=backend,
             bundled_test=self.model_choice().bundled_test,
             tile_size=self.tile_size.value(),
             padding=self.padding.value(),
         )
-        regions = " (whole tissue; the regions cut this down)" if self.roi else ""
+        if self.roi:
+            regions = " inside the regions" if self.profile_dir is not None else " (whole tissue, not only the regions)"
+        else:
+            regions = ""
         self.estimate.setText(
             f"Estimate: <b>{tissue:,} tissue tiles</b> of {total:,}{regions}, "
-            f"<b>{format_duration(tissue * per_tile)}</b> on {device}.<br>"
+            f"<b>{format_duration(tissue * per_tile)}</b> on {device} ({backend}).<br>"
             "<small>An estimate from per-tile rates measured on a 2-core CPU and an H200 GPU; "
             "a busy computer or a slide dense with nuclei takes longer.</small>"
         )

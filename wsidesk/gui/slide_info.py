@@ -79,6 +79,7 @@ class SlideInfoPanel(QWidget):
         while self.images.count():
             item = self.images.takeAt(0)
             if item is not None and (widget := item.widget()) is not None:
+                widget.setParent(None)  # off screen now, not at the next turn of the event loop
                 widget.deleteLater()
         if reader is None:
             self.fields["File"].setText("no slide open")

@@ -89,3 +89,19 @@ def test_ok_produces_the_segment_job_params(qtbot, demo_slide, models):
     # What OK submits: a one-job workflow whose params validate against the job type.
     job = next(job for _, job in segment_workflow(demo_slide.path, params).jobs())
     assert SegmentParams.from_mapping(job.params).tile_size == 256
+
+
+def test_estimate_for_regions_plans_only_inside_them(qtbot, demo_slide, models, tmp_path):
+    from shapely.geometry import box
+
+    from wsidesk.core.annotations.model import Annotation
+    from wsidesk.core.annotations.store import AnnotationStore
+
+    profile_dir = tmp_path / "profile"
+    AnnotationStore(profile_dir).save(demo_slide.path, [Annotation("Tumour", box(1024, 1024, 2048, 2048))])
+    dialog = _dialog(qtbot, demo_slide.path, models, roi=["Tumour"], profile_dir=profile_dir)
+    qtbot.waitUntil(lambda: dialog.tile_counts is not None, timeout=20_000)
+    _total, tissue = dialog.tile_counts
+    assert 1 <= tissue <= 9  # a 1024² px region at 512 px tiles touches at most 3 x 3 tiles
+    qtbot.waitUntil(lambda: "inside the regions" in dialog.estimate.text(), timeout=2000)
+    assert dialog.params()["roi"] == "Tumour"

@@ -5,8 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPainterPath, QPen, QShowEvent, QWheelEvent
+from PySide6.QtCore import QPointF, QRectF, QSizeF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QShowEvent,
+    QTransform,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QGraphicsPathItem,
     QGraphicsScene,
@@ -253,6 +263,7 @@ class GraphView(QGraphicsView):
 
     MIN_SCALE = 0.2
     MAX_SCALE = 3.0
+    READABLE_SCALE = 0.85  # fitting stops here: below it the 10 pt captions shrink to ~6 px
 
     def __init__(self, scene: WorkflowScene, parent: QWidget | None = None) -> None:
         super().__init__(scene, parent)
@@ -284,7 +295,8 @@ class GraphView(QGraphicsView):
             self.fit()
 
     def fit(self) -> None:
-        """Show the whole workflow, never magnified past 100 %."""
+        """Show the whole workflow, never magnified past 100 % nor shrunk below `READABLE_SCALE` (captions
+        stay legible; a wide workflow then scrolls, from its top-left)."""
         self._fit_pending = not self.isVisible()  # a hidden view has no size to fit into
         if self._fit_pending:
             return
@@ -296,9 +308,10 @@ class GraphView(QGraphicsView):
             if isinstance(item, BranchLaneItem | NodeItem | EdgeItem):
                 rect = rect.united(item.sceneBoundingRect())
         self.fitInView(rect.adjusted(-16, -16, 16, 16), Qt.AspectRatioMode.KeepAspectRatio)
-        if self.zoom() > 1.0:
-            self.resetTransform()
+        zoom = min(max(self.zoom(), self.READABLE_SCALE), 1.0)
+        self.setTransform(QTransform.fromScale(zoom, zoom))
         self.ensureVisible(rect.adjusted(-16, -16, 16, 16), 0, 0)
+        self.ensureVisible(QRectF(rect.topLeft() - QPointF(16, 16), QSizeF(1, 1)), 0, 0)
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         self.zoom_by(1.0015 ** event.angleDelta().y())
