@@ -202,3 +202,17 @@ def test_cells_streamed_after_the_first_paint_appear_next_to_earlier_ones(qtbot,
     second = _settle(qtbot, view)
     assert _count_near(second.copy(left), (0, 230, 255)) > 20
     assert _count_near(second.copy(right), (0, 230, 255)) > 20
+
+
+def test_tile_grid_done_tint_fades_once_no_tile_is_pending_or_running(qtbot, view):
+    from wsidesk.gui.viewer.overlays import FADED
+
+    grid: TileGridOverlay = view.tile_overlay
+    grid.set_plan(_plan())
+    grid.set_tile_states({0: "running", 1: "done"})
+    assert grid.fade == 1.0 and not grid.finished
+    grid.set_tile_states({0: "done", 2: "done", 3: "failed"})
+    assert grid.finished
+    qtbot.waitUntil(lambda: grid.fade == pytest.approx(FADED), timeout=5000)
+    grid.set_plan(_plan())  # a new run's plan starts at full strength
+    assert grid.fade == 1.0
