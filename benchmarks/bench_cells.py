@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from wsidesk.core.cells.classes import ClassRule, classify
+from wsidesk.core.cells.export import export_cells
 from wsidesk.core.cells.expression import compile_filter
 from wsidesk.core.cells.store import CellTable, open_cells, save_table, table_from_cells
 from wsidesk.core.segment.measure import MEASUREMENTS
@@ -86,6 +87,12 @@ def bench_store(n: int, folder: Path) -> None:
     timed(f"take the {int(mask.sum()):,} filtered cells", lambda: opened.take(mask))
     timed("cells_in_rect (1000 x 1000 px)", lambda: opened.cells_in_rect(5000, 5000, 6000, 6000))
     timed("poly_xy float32 for drawing", lambda: (setattr(opened, "_poly_xy", None), opened.poly_xy)[1])
+    part = opened.take(np.arange(min(n, 100_000)))
+    for fmt in ("csv", "geojson"):
+        out = folder / f"export.{fmt}"
+        timed(
+            f"export {len(part):,} cells as {fmt}", lambda fmt=fmt, out=out: export_cells(part, out, fmt=fmt), repeat=1
+        )
 
 
 def bench_formats(n: int, folder: Path) -> None:
