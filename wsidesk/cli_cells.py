@@ -90,10 +90,10 @@ def _export(table: CellTable, folder: Path, args: argparse.Namespace) -> int:
 
 
 def _summary(table: CellTable, folder: Path, args: argparse.Namespace) -> int:
-    from wsidesk.core.cells.summary import summarize, tissue_area_mm2, write_summary_csv
+    from wsidesk.core.cells.summary import region_areas_mm2, summarize, tissue_area_mm2, write_summary_csv
 
     tissue = tissue_area_mm2(folder)
-    rows = summarize(table, tissue_mm2=tissue)
+    rows = summarize(table, tissue_mm2=tissue, region_mm2=region_areas_mm2(folder))
     if args.out:
         write_summary_csv(rows, args.out)
     if args.json:

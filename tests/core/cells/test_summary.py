@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from tests.core.cells.conftest import make_cells
 from wsidesk.core.cells.classes import ClassRule, classify
 from wsidesk.core.cells.store import open_cells, write_cell_store
-from wsidesk.core.cells.summary import summarize, tissue_area_mm2, write_summary_csv
+from wsidesk.core.cells.summary import region_areas_mm2, summarize, tissue_area_mm2, write_summary_csv
 from wsidesk.core.export.geojson import read_geojson
 
 
@@ -41,15 +42,15 @@ def test_slide_and_class_rows_match_the_source_cells(result: Path, tmp_path: Pat
     assert float(table_rows[0]["area_um2_mean"]) == pytest.approx(areas.mean(), abs=1e-6)
 
 
-def test_regions_get_rows_and_no_tiles_means_no_density(tmp_path: Path) -> None:
+def test_regions_get_rows_with_their_density_and_no_tiles_means_no_slide_density(tmp_path: Path) -> None:
     write_cell_store(make_cells(6), tmp_path, regions=["A", "A", "B", "", "B", "B"])
-    table = open_cells(tmp_path) if (tmp_path / "cells.arrow").exists() else None
-    assert table is not None and tissue_area_mm2(tmp_path) is None
-    rows = summarize(table)
-    assert [(r.scope, r.name, r.count) for r in rows] == [
-        ("slide", "", 6),
-        ("region", "A", 2),
-        ("region", "B", 3),
-        ("region", "", 1),
+    (tmp_path / "regions.json").write_text(json.dumps({"regions": [{"name": "A", "cells": 2, "area_mm2": 0.5}]}))
+    table = open_cells(tmp_path)
+    assert tissue_area_mm2(tmp_path) is None
+    rows = summarize(table, region_mm2=region_areas_mm2(tmp_path))
+    assert [(r.scope, r.name, r.count, r.density_per_mm2) for r in rows] == [
+        ("slide", "", 6, None),
+        ("region", "A", 2, 4.0),
+        ("region", "B", 3, None),
+        ("region", "", 1, None),
     ]
-    assert all(r.density_per_mm2 is None for r in rows)

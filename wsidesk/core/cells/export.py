@@ -6,7 +6,7 @@ Classes go into GeoJSON as QuPath's `classification: {"name", "color": [r, g, b]
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,11 +69,17 @@ def export_cells(table: CellTable, path: str | Path, *, fmt: str) -> Path:
     raise ValueError(msg)
 
 
-def export_summary_csv(table: CellTable, path: str | Path, *, tissue_mm2: float | None) -> Path:
-    """Per slide, class and region: count, density per mm² of tissue, mean and median of each measurement."""
+def export_summary_csv(
+    table: CellTable,
+    path: str | Path,
+    *,
+    tissue_mm2: float | None,
+    region_mm2: Mapping[str, float] | None = None,
+) -> Path:
+    """Per slide, class and region: count, density per mm² (of tissue; of each region), mean and median."""
     from wsidesk.core.cells.summary import summarize, write_summary_csv
 
-    return write_summary_csv(summarize(table, tissue_mm2=tissue_mm2), path)
+    return write_summary_csv(summarize(table, tissue_mm2=tissue_mm2, region_mm2=region_mm2), path)
 
 
 __all__ = ["FORMATS", "export_cells", "export_csv", "export_geojson", "export_summary_csv", "select_cells"]

@@ -2,12 +2,15 @@
 
 Tissue area comes from the result's tiles.json: each tissue tile's core area times its tissue fraction
 (the fraction the planner measured on the tissue mask over the padded tile), so it is an estimate at
-the mask's resolution. Densities per class use the slide's tissue area; regions have no area here.
+the mask's resolution. Densities per class use the slide's tissue area; per region, the region's area
+from the result's regions.json (written by jobs run with `roi`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TILES_NAME = "tiles.json"
+REGIONS_NAME = "regions.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,22 @@ def tissue_area_mm2(result: str | Path) -> float | None:
     return float(px * plan.slide_mpp**2 / 1e6)
 
 
-def summarize(table: CellTable, *, tissue_mm2: float | None = None) -> list[GroupSummary]:
+def region_areas_mm2(result: str | Path) -> dict[str, float]:
+    """Region name -> area in mm² from the result's regions.json ({} when there is none)."""
+    path = Path(result) / REGIONS_NAME
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return {str(r["name"]): float(r["area_mm2"]) for r in doc.get("regions", []) if r.get("area_mm2")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        logger.warning("cannot read region areas from %s: %s", path, exc)
+        return {}
+
+
+def summarize(
+    table: CellTable, *, tissue_mm2: float | None = None, region_mm2: Mapping[str, float] | None = None
+) -> list[GroupSummary]:
     """The slide row, then one row per class (when any cell is classified), then per region (when present)."""
     rows = [_group(table, np.ones(len(table), dtype=bool), "slide", "", tissue_mm2)]
     if (table.classes != "").any():
@@ -70,7 +89,8 @@ def summarize(table: CellTable, *, tissue_mm2: float | None = None) -> list[Grou
             rows.append(_group(table, table.classes == name, "class", name, tissue_mm2))
     if table.regions is not None:
         for name in _names(table.regions):
-            rows.append(_group(table, table.regions == name, "region", name, None))
+            area = (region_mm2 or {}).get(name)
+            rows.append(_group(table, table.regions == name, "region", name, area))
     return rows
 
 
@@ -107,4 +127,4 @@ def _cell(value: Any) -> Any:
     return repr(round(value, 6)) if isinstance(value, float) else value
 
 
-__all__ = ["GroupSummary", "summarize", "tissue_area_mm2", "write_summary_csv"]
+__all__ = ["GroupSummary", "region_areas_mm2", "summarize", "tissue_area_mm2", "write_summary_csv"]
