@@ -10,7 +10,7 @@ from wsidesk.core.slide.reader import ArrayReader
 from wsidesk.gui.viewer.display import DisplaySettings, apply_display, stain_only
 from wsidesk.gui.viewer.display_controls import DisplayControls
 from wsidesk.gui.viewer.tile_cache import TileKey
-from wsidesk.gui.viewer.tile_loader import read_tile
+from wsidesk.gui.viewer.tile_loader import qimage_to_rgb, read_tile
 
 
 def _tile() -> np.ndarray:
@@ -77,6 +77,9 @@ def test_tiles_are_read_and_cached_per_display_setting():
     assert plain != stained and len({plain, stained}) == 2
     a, b = read_tile(reader, plain, 128), read_tile(reader, stained, 128)
     assert a.pixelColor(16, 16) != b.pixelColor(16, 16)
+    # From the tile as scanned (cached) instead of decoding it again: the same pixels.
+    assert read_tile(reader, stained, 128, plain=a) == b
+    assert qimage_to_rgb(a).tobytes() == reader.read_region(0, 0, 0, 128, 128).tobytes()
 
 
 def test_slide_view_repaints_visible_tiles_in_the_chosen_stain_view(qtbot, view):

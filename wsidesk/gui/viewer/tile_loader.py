@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal, Slot
 from PySide6.QtGui import QImage
 
 from wsidesk.core.slide.reader import SlideReader
-from wsidesk.gui.viewer.display import apply_display
+from wsidesk.gui.viewer.display import DisplaySettings, apply_display
 from wsidesk.gui.viewer.tile_cache import TileCache, TileKey
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,13 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
     return image
 
 
+def qimage_to_rgb(image: QImage) -> np.ndarray:
+    """An (H, W, 3) uint8 copy of a Format_RGB32 QImage (what `rgb_to_qimage` makes)."""
+    h, w = image.height(), image.width()
+    buf = np.frombuffer(image.constBits(), dtype=np.uint8).reshape(h, image.bytesPerLine())[:, : w * 4]
+    return np.ascontiguousarray(buf.reshape(h, w, 4)[..., 2::-1])  # B, G, R, 0xff in memory
+
+
 def level_grid(reader: SlideReader, level: int, tile_size: int = TILE_SIZE) -> tuple[int, int]:
     """(columns, rows) of tiles covering one level."""
     lw, lh = reader.level_dimensions[level]
@@ -55,8 +62,11 @@ def tile_level0_rect(
     return x0, y0, x1, y1
 
 
-def read_tile(reader: SlideReader, key: TileKey, tile_size: int = TILE_SIZE) -> QImage:
-    """Read one tile (edge tiles are cut to the level's size) as a QImage, as `key.display` shows it."""
+def read_tile(reader: SlideReader, key: TileKey, tile_size: int = TILE_SIZE, *, plain: QImage | None = None) -> QImage:
+    """Read one tile (edge tiles are cut to the level's size) as a QImage, as `key.display` shows it.
+
+    `plain`, the same tile as scanned (e.g. from the cache), saves decoding it again for another display.
+    """
     if key.level >= len(reader.level_dimensions):
         msg = f"tile {key} asks for level {key.level}; the slide has {len(reader.level_dimensions)}"
         raise ValueError(msg)
@@ -66,6 +76,8 @@ def read_tile(reader: SlideReader, key: TileKey, tile_size: int = TILE_SIZE) -> 
         msg = f"tile {key} lies outside level {key.level} ({lw}x{lh})"
         raise ValueError(msg)
     w, h = min(tile_size, lw - lx), min(tile_size, lh - ly)
+    if plain is not None and (plain.width(), plain.height()) == (w, h):
+        return rgb_to_qimage(apply_display(qimage_to_rgb(plain), key.display))
     ds = reader.level_downsamples[key.level]
     rgb = reader.read_region(int(round(lx * ds)), int(round(ly * ds)), key.level, w, h)
     rgb = np.asarray(rgb)
@@ -198,8 +210,10 @@ class TileLoader(QObject):
                 return
             self._reads += 1
         error = ""
+        # A display change re-converts the tile as scanned when it is still cached, instead of decoding it.
+        plain = None if key.display.is_identity else self.cache.peek(replace(key, display=DisplaySettings()))
         try:
-            image = read_tile(self.reader, key, self.tile_size)
+            image = read_tile(self.reader, key, self.tile_size, plain=plain)
         except Exception as exc:  # noqa: BLE001 - a bad tile must never take the viewer down
             error = f"cannot read tile level={key.level} col={key.col} row={key.row} of {key.path}: {exc}"
         else:
