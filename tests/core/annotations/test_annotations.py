@@ -150,3 +150,9 @@ def test_store_keeps_annotations_per_slide_and_replaces_the_file_atomically(tmp_
     assert store.load(tmp_path / "one" / "s.svs") == []
     assert [p.name for p in store.folder.iterdir() if p.name.startswith(".")] == []  # no temporary files left
     assert json.loads(store.path_for(tmp_path / "one" / "s.svs").read_text())["slide"].endswith("s.svs")
+
+
+def test_file_whose_regions_all_lie_outside_the_slide_says_so() -> None:
+    far = {"type": "Feature", "geometry": json.loads(shapely.to_geojson(shapely.box(9000, 9000, 9100, 9100)))}
+    with pytest.raises(AnnotationError, match=r"x: none of its annotations can be used: region .* outside the slide"):
+        parse_annotations([far], source="x", slide_size=SLIDE)

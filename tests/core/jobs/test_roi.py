@@ -21,7 +21,14 @@ from wsidesk.core.tiling.grid import TilePlan
 from wsidesk.core.workflow.model import Branch, Job, Workflow
 
 WIDTH, HEIGHT = 1536, 1024
-SEGMENT = {"model": "wsidesk_test_nuclei", "tile_size": 256, "padding": 32, "batch_size": 4, "device": "cpu"}
+SEGMENT = {
+    "model": "wsidesk_test_nuclei",
+    "tile_size": 256,
+    "padding": 32,
+    "batch_size": 4,
+    "device": "cpu",
+    "backend": "torch",
+}
 # Two regions: a polygon with a hole on the left, a triangle on the right.
 TUMOUR = shapely.Polygon(
     [(100, 100), (480, 100), (480, 480), (100, 480)], holes=[[(220, 220), (360, 220), (360, 360), (220, 360)]]

@@ -96,10 +96,14 @@ def parse_annotations(
     if others:
         notes.append(f"left out {_counted(others)}")
     if not annotations:
-        found = _counted(others + not_areas) if others or not_areas else "no features"
-        msg = f"{source} holds no area annotations (objectType 'annotation', Polygon or MultiPolygon): found {found}"
-        if notes and not others and not not_areas:
-            msg += "; " + "; ".join(notes)
+        refused = [n for n in notes if not n.startswith("left out ")]  # area annotations that could not be used
+        if refused:
+            msg = f"{source}: none of its annotations can be used: " + "; ".join(refused)
+        else:
+            found = _counted(others + not_areas) if others or not_areas else "no features"
+            msg = (
+                f"{source} holds no area annotations (objectType 'annotation', Polygon or MultiPolygon): found {found}"
+            )
         raise AnnotationError(msg)
     return ImportResult(tuple(annotations), tuple(notes))
 
