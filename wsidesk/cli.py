@@ -99,6 +99,8 @@ def _param_value(spec: ParamSpec) -> Callable[[str], Any]:
             return value  # argparse names the valid choices itself
         if problem := spec.problem(value):
             raise argparse.ArgumentTypeError(f"{spec.name} {problem}")
+        if spec.is_file(value):  # a file named on the command line is relative to where it was typed
+            return str(Path(value).expanduser().resolve())
         return value
 
     convert.__name__ = spec.type.__name__  # argparse's message says "invalid int value"

@@ -106,3 +106,12 @@ def test_segment_keeps_only_cells_whose_centroid_is_inside_and_counts_them_per_r
     assert not [c for c in cells if shapely.Point(c.centroid).within(HOLE)]
     xs = np.array([c.centroid[0] for c in cells])
     assert (xs < 480).any() and (xs > 1100).any()
+
+
+def test_cli_roi_file_is_taken_from_the_current_folder_and_names_stay_names(tmp_path: Path, monkeypatch) -> None:
+    from wsidesk.cli import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["run", "sub/wf.yaml", "--roi", "regions.geojson"])
+    assert args.roi == str(tmp_path / "regions.geojson")  # not the workflow's folder
+    assert build_parser().parse_args(["segment", "s.svs", "--roi", "Tumour,Core 2"]).roi == "Tumour,Core 2"
