@@ -41,7 +41,7 @@ def test_every_param_is_an_option_of_run_and_segment_params_of_segment() -> None
         assert getattr(parser.parse_args(["run", "wf.yaml"]), spec.name) is None  # unset: the workflow decides
     segment_names = {s.name for s in JOB_TYPES["segment"].params.specs()}
     seg = parser.parse_args(["segment", "s.svs", "--precision", "bf16", "--model", "m.pt"])
-    assert (seg.precision, seg.model) == ("bf16", "m.pt")
+    assert (seg.precision, seg.model) == ("bf16", str(Path("m.pt").resolve()))  # a file: from the current folder
     assert segment_names <= set(vars(seg))
     with pytest.raises(SystemExit):
         parser.parse_args(["segment", "s.svs", "--format", "csv"])  # an export param
