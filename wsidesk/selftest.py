@@ -240,7 +240,17 @@ def check_torch(state: _State) -> str:
     extra = ""
     if device.startswith("cuda"):
         extra = f" ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"torch {torch.__version__}, device {device}{extra}, {torch.get_num_threads()} CPU threads"
+    from wsidesk.core.segment.backends import cpu_has_native_bf16, openvino_available
+
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    openvino = "OpenVINO not installed"
+    if openvino_available():
+        import openvino as ov
+
+        openvino = f"OpenVINO {ov.__version__.split('-', 1)[0]} on {', '.join(ov.Core().available_devices)}"
+    return (
+        f"torch {torch.__version__}, device {device}{extra}, {torch.get_num_threads()} CPU threads ({bf16}); {openvino}"
+    )
 
 
 def check_model(state: _State) -> str:
@@ -279,27 +289,42 @@ def check_segment(state: _State) -> str:
     best = max(plan.tissue_tiles, key=lambda t: t.tissue)
     one = replace(plan, tiles=tuple(t if t.index == best.index else replace(t, state="skipped") for t in plan.tiles))
     normaliser = SlideNormaliser.from_image(thumbnail, detect_tissue(thumbnail))
-    with warnings.catch_warnings():
-        # InstanSeg's post-processing uses sparse CSR tensors: torch warns about their beta state on every run
-        warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support", category=UserWarning)
-        report = segment_slide(
-            lambda: open_slide(slide),
-            one,
-            model,
-            normaliser,
-            batch_size=1,
-            precision="fp32",
-            read_workers=1,
-            postprocess_workers=1,
-        )
-    if report.tiles_failed:
-        index, reason = next(iter(report.tiles_failed.items()))
-        msg = f"tile {index} failed: {reason}"
-        raise RuntimeError(msg)
-    if report.cells <= 0:
-        msg = f"no cells found on a demo tile full of nuclei (tile {best.index}); the model or engine is broken"
-        raise RuntimeError(msg)
-    return f"{report.cells} cells on one {TILE_SIZE}px tile (+{PADDING}px padding) on {report.device}"
+    results = []
+    for backend in _backends(model.device):
+        with warnings.catch_warnings():
+            # InstanSeg's post-processing uses sparse CSR tensors: torch warns about their beta state on every run
+            warnings.filterwarnings("ignore", message=r"Sparse CSR tensor support", category=UserWarning)
+            report = segment_slide(
+                lambda: open_slide(slide),
+                one,
+                model,
+                normaliser,
+                batch_size=1,
+                precision="auto",
+                read_workers=1,
+                postprocess_workers=1,
+                backend=backend,
+                cache_dir=state.tmp / "openvino",
+            )
+        if report.backend != backend:  # a packaged OpenVINO that cannot run is a broken bundle, not a fallback
+            msg = f"the {backend} backend did not run (fell back to {report.backend}); see the log for why"
+            raise RuntimeError(msg)
+        if report.tiles_failed:
+            index, reason = next(iter(report.tiles_failed.items()))
+            msg = f"{backend}: tile {index} failed: {reason}"
+            raise RuntimeError(msg)
+        if report.cells <= 0:
+            msg = f"{backend} found no cells on a demo tile full of nuclei (tile {best.index}); model or engine broken"
+            raise RuntimeError(msg)
+        results.append(f"{report.cells} cells with {backend} on {report.device} {report.precision}")
+    return f"{'; '.join(results)} (one {TILE_SIZE}px tile +{PADDING}px padding, precision auto)"
+
+
+def _backends(device: str) -> list[str]:
+    """torch, and OpenVINO when it is installed and the device is a CPU (where auto would pick it)."""
+    from wsidesk.core.segment.backends import openvino_available
+
+    return ["torch", "openvino"] if device == "cpu" and openvino_available() else ["torch"]
 
 
 _FUNCTIONS: dict[str, Callable[[_State], str]] = {
