@@ -239,8 +239,9 @@ def test_moved_slide_is_found_by_fingerprint_and_relinked(env, slides, tmp_path)
 def test_cache_that_cannot_be_opened_only_costs_reuse(tmp_path, caplog):
     (tmp_path / "cache").write_text("a file where the cache folder should be")
     with caplog.at_level(logging.WARNING):
-        gate = CacheGate.open(tmp_path / "cache")
-    assert gate.cache is None and "without reuse" in caplog.text
+        gate = CacheGate(tmp_path / "cache")
+        assert gate.cache is None
+    assert gate.cache is None and caplog.text.count("without reuse") == 1  # said once
 
 
 @pytest.mark.slow  # a Dask LocalCluster
@@ -265,3 +266,14 @@ def test_reuse_is_decided_on_the_client_for_dask_too(tmp_path, slides, dask_thre
     finally:
         executor.shutdown(wait=True)
         store.close()
+
+
+def test_a_nearly_full_disk_leaves_the_cache_alone(tmp_path, caplog, monkeypatch):
+    import wsidesk.core.cache.gate as gate_module
+
+    monkeypatch.setattr(gate_module, "MIN_FREE_BYTES", 1 << 62)
+    gate = CacheGate(tmp_path / "cache")
+    with caplog.at_level(logging.WARNING):
+        assert gate.cache is None and gate.cache is None
+    assert caplog.text.count("neither reused nor cached") == 1
+    assert not (tmp_path / "cache").exists()

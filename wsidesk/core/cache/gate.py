@@ -9,6 +9,7 @@ caches it. A cache that cannot be opened or written only costs reuse, never a ru
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from wsidesk.core.errors import WsideskError
 from wsidesk.core.jobs.task import JobSpec
 
 logger = logging.getLogger(__name__)
+
+MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,16 +40,43 @@ class Reused:
 
 
 class CacheGate:
-    def __init__(self, cache: ResultCache | None) -> None:
-        self.cache = cache
+    """Opens the cache at `root` on first use, and leaves it alone while the disk is nearly full: the
+    run's own records (and the store's reserve) must not lose their last megabytes to the cache."""
 
-    @classmethod
-    def open(cls, root: Path) -> CacheGate:
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._cache: ResultCache | None = None
+        self._failed = False
+        self._warned_space = False
+
+    @property
+    def cache(self) -> ResultCache | None:
+        if not self._room():
+            return None
+        if self._cache is None and not self._failed:
+            try:
+                self._cache = ResultCache(self._root)
+            except WsideskError as exc:
+                self._failed = True
+                logger.warning("%s; results are computed without reuse", exc)
+        return self._cache
+
+    def _room(self) -> bool:
+        folder = self._root if self._root.exists() else self._root.parent
         try:
-            return cls(ResultCache(root))
-        except WsideskError as exc:
-            logger.warning("%s; results are computed without reuse", exc)
-            return cls(None)
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return True  # nothing to measure yet: opening says what is wrong
+        if free >= MIN_FREE_BYTES:
+            return True
+        if not self._warned_space:
+            self._warned_space = True
+            logger.warning(
+                "only %.0f MB free in %s: results are neither reused nor cached until space is freed",
+                free / 1e6,
+                folder,
+            )
+        return False
 
     def prepare(self, spec: JobSpec, upstream: Mapping[str, str | None]) -> Prepared:
         cache = self.cache

@@ -123,7 +123,7 @@ class Runner:
         self._interrupted = False
         self._executor_error: ExecutorLost | None = None
         self._write_errors: set[str] = set()  # store/log write failures already logged
-        self._cache = CacheGate.open(store.layout.root / "cache")
+        self._cache = CacheGate(store.layout.root / "cache")
 
     # -- submitting ---------------------------------------------------------------------------
     def submit(
