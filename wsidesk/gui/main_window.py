@@ -48,6 +48,7 @@ from wsidesk.gui.slide_info import SlideInfoPanel
 from wsidesk.gui.status_text import magnification_text, position_text
 from wsidesk.gui.viewer import SlideView
 from wsidesk.gui.viewer.display_controls import DisplayControls
+from wsidesk.gui.viewer.slide_view import ZOOM_STEP
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +194,10 @@ class MainWindow(QMainWindow):
         self.cancel_action = self._action(
             "Cancel this profile's work", lambda: self.runner.cancel_profile(self.profiles.current), "Ctrl+."
         )
-        self.zoom_in_action = self._action("Zoom in", self.viewer.zoom_in, QKeySequence.StandardKey.ZoomIn)
-        self.zoom_out_action = self._action("Zoom out", self.viewer.zoom_out, QKeySequence.StandardKey.ZoomOut)
+        self.zoom_in_action = self._action("Zoom in", lambda: self._zoom(ZOOM_STEP), QKeySequence.StandardKey.ZoomIn)
+        self.zoom_out_action = self._action(
+            "Zoom out", lambda: self._zoom(1 / ZOOM_STEP), QKeySequence.StandardKey.ZoomOut
+        )
         # Plain +/- zoom wherever the focus is in the window (text fields still take them as text).
         zoom_in, zoom_out = QKeySequence.StandardKey.ZoomIn, QKeySequence.StandardKey.ZoomOut
         self.zoom_in_action.setShortcuts([QKeySequence(zoom_in), QKeySequence("+"), QKeySequence("=")])
@@ -239,6 +242,13 @@ class MainWindow(QMainWindow):
         toolbar.addWidget(self.profiles)
         toolbar.addSeparator()
         toolbar.addWidget(self.workbench.export_button)
+
+    def _zoom(self, factor: float) -> None:
+        """Zoom what the centre shows: the slide, or the workflow graph."""
+        if self.tabs.currentWidget() is self.editor:
+            self.editor.view.zoom_by(factor)
+        else:
+            self.viewer.zoom_by(factor)
 
     def _build_status_bar(self) -> None:
         self.mpp_label, self.zoom_label, self.cursor_label = QLabel(), QLabel(), QLabel()

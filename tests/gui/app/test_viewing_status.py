@@ -57,6 +57,11 @@ def test_plus_and_minus_zoom_without_clicking_the_viewer(qtbot, window):
     assert window.viewer.scale_factor() == pytest.approx(before * 1.5)
     qtbot.keyClick(window.library, Qt.Key.Key_Minus)
     assert window.viewer.scale_factor() == pytest.approx(before)
+    window.tabs.setCurrentWidget(window.editor)  # on the Workflow tab they zoom the graph instead
+    graph = window.editor.view.zoom()
+    qtbot.keyClick(window.library, Qt.Key.Key_Plus)
+    assert window.editor.view.zoom() > graph
+    assert window.viewer.scale_factor() == pytest.approx(before)
 
 
 def test_metadata_panel_shows_what_the_slide_file_says(qtbot, demo_slide):
