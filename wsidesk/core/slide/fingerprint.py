@@ -34,7 +34,7 @@ HEAD_BYTES = 64 * 1024
 CHUNK_BYTES = 64 * 1024
 CHUNKS = 16
 TILES_PER_LEVEL = 8
-MAX_TILE_BYTES = 4 * 1024 * 1024  # a stripped page can have one huge strip: sample its start only
+MAX_TILE_BYTES = 256 * 1024  # a sampled tile is hashed up to here (its length is in the tile table)
 
 _memo: dict[tuple[str, int, int, int], SlideFingerprint] = {}
 _memo_lock = threading.Lock()
