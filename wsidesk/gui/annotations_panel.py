@@ -40,11 +40,12 @@ GEOJSON_FILTER = "QuPath GeoJSON (*.geojson *.json);;All files (*)"
 SAVE_DELAY_MS = 300  # a burst of edits (an import, undo pressed ten times) is one write
 TOOL_LABELS = {"select": "Select", "rectangle": "Rect", "ellipse": "Ellipse", "polygon": "Polygon", "freehand": "Free"}
 TOOL_TIPS = {
-    "select": "Select, move (drag) and edit vertices (drag a handle) of regions; drag elsewhere to pan",
-    "rectangle": "Draw a rectangle (drag)",
-    "ellipse": "Draw an ellipse (drag)",
-    "polygon": "Draw a polygon: click vertices; double-click, Enter or click the first vertex to close",
-    "freehand": "Draw a freehand region (drag)",
+    "select": "Select (M): click a region to select it, drag it to move it, drag a vertex handle to edit it; "
+    "drag elsewhere to pan",
+    "rectangle": "Rectangle (R): drag",
+    "ellipse": "Ellipse (E): drag",
+    "polygon": "Polygon (P): click vertices; double-click, Enter or a click on the first vertex closes it",
+    "freehand": "Freehand (F): drag",
 }
 
 

@@ -63,7 +63,9 @@ def test_rectangle_is_drawn_undone_redone_and_saved_for_the_slide(panel, view, t
 
 
 def test_ellipse_and_polygon_tools(panel, view) -> None:
-    panel.tool.set_tool("ellipse")
+    view.setFocus()
+    QTest.keyClick(view, Qt.Key.Key_E)  # QuPath's key for the ellipse tool
+    assert panel.tool.tool == "ellipse" and panel.tool_buttons.checkedButton().objectName() == "tool_ellipse"
     drag(view, [(100, 100), (500, 300)])
     ellipse = panel.model.annotations()[0].geometry
     assert ellipse.area == pytest.approx(np.pi * 200 * 100, rel=0.02)

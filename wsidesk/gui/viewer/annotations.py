@@ -28,6 +28,14 @@ from wsidesk.gui.viewer.overlays import polygons_to_qpolygonf
 logger = logging.getLogger(__name__)
 
 TOOLS = ("select", "rectangle", "ellipse", "polygon", "freehand")
+# QuPath's keys for the same tools (M is its Move tool); pressed over the slide view.
+TOOL_KEYS = {
+    Qt.Key.Key_M: "select",
+    Qt.Key.Key_R: "rectangle",
+    Qt.Key.Key_E: "ellipse",
+    Qt.Key.Key_P: "polygon",
+    Qt.Key.Key_F: "freehand",
+}
 PALETTE = ((255, 200, 0), (230, 60, 60), (60, 160, 255), (80, 200, 120), (200, 90, 220), (255, 140, 40))
 ELLIPSE_VERTICES = 72
 HANDLE_PX = 6  # vertex handles and the distance that picks one, in screen px
@@ -441,6 +449,10 @@ class AnnotationTool(QObject):
 
     def key_press(self, event: QKeyEvent) -> bool:
         key = event.key()
+        plain = event.modifiers() in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier)
+        if plain and not self.drawing and (tool := TOOL_KEYS.get(Qt.Key(key))) is not None:
+            self.set_tool(tool)
+            return True
         if key == Qt.Key.Key_Escape and (self.drawing or self._tool != "select"):
             self.cancel()
             self.set_tool("select")
@@ -586,6 +598,7 @@ class AnnotationTool(QObject):
 __all__ = [
     "PALETTE",
     "TOOLS",
+    "TOOL_KEYS",
     "AnnotationLayer",
     "AnnotationModel",
     "AnnotationTool",
