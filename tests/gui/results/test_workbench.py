@@ -13,7 +13,7 @@ from PySide6.QtGui import QMouseEvent
 from PySide6.QtWidgets import QApplication
 
 from wsidesk.core.cells.classes import ClassRule, load_rules
-from wsidesk.core.cells.store import write_cell_store
+from wsidesk.core.cells.store import STORE_NAME, write_cell_store
 from wsidesk.core.export.geojson import read_geojson, write_geojson
 from wsidesk.core.segment.cells import Cell
 from wsidesk.gui.results import ResultsWorkbench
@@ -84,11 +84,11 @@ def test_open_result_fills_the_table_from_the_store(bench, result):
 def test_missing_or_damaged_store_falls_back_to_the_geojson_and_says_so(bench, result):
     messages = []
     bench.message.connect(messages.append)
-    (result / "cells.npz").write_bytes(b"not a zip at all")
+    (result / STORE_NAME).write_bytes(b"not a store at all")
     table = bench.open_result(result)
     assert len(table) == GRID * GRID
-    assert "GeoJSON" in messages[-1] and "cells.npz" in messages[-1]
-    (result / "cells.npz").unlink()
+    assert "GeoJSON" in messages[-1] and STORE_NAME in messages[-1]
+    (result / STORE_NAME).unlink()
     bench.open_result(result)
     assert "no cell store" in messages[-1]
     assert bench.table.model.rowCount() == GRID * GRID

@@ -19,7 +19,7 @@ COLORMAPS: dict[str, tuple[tuple[float, int, int, int], ...]] = {
     "coolwarm": ((0.0, 59, 76, 192), (0.5, 221, 221, 221), (1.0, 180, 4, 38)),
     "greys": ((0.0, 250, 250, 250), (1.0, 20, 20, 20)),
 }
-LUT_SIZE = 256
+LUT_SIZE = 64  # colours per colormap: cells are drawn in one batch per colour
 SINGLE = "single colour"
 BY_CLASS = "class"
 UNCLASSIFIED = QColor(160, 160, 160)

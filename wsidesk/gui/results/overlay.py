@@ -19,7 +19,10 @@ from wsidesk.gui.results.colours import BY_CLASS, SINGLE, CellColours, ColourSpe
 from wsidesk.gui.viewer.overlays import OverlayItem, polygons_to_qpolygonf
 
 SELECTED = QColor(255, 220, 0)
+_WINDING = Qt.FillRule.WindingFill  # looked up once: PySide enum access is slow in paint loops
 MAX_SELECTED_MARKERS = 200_000  # zoomed out, selected cells are drawn as points up to this many
+# Converted polygons are kept per bucket (a colour change then only regroups them) up to this many cells.
+MAX_CACHED_POLYGONS = 400_000
 
 
 def points_in_polygon(px: np.ndarray, py: np.ndarray, ring: np.ndarray) -> np.ndarray:
@@ -41,7 +44,7 @@ class ResultCellsOverlay(OverlayItem):
     name = "results"
 
     def __init__(
-        self, *, bucket_size: int = 1024, min_cell_px: float = 3.0, parent: QGraphicsItem | None = None
+        self, *, bucket_size: int = 1024, min_cell_px: float = 5.0, parent: QGraphicsItem | None = None
     ) -> None:
         super().__init__(parent)
         self.bucket_size = bucket_size
@@ -62,6 +65,8 @@ class ResultCellsOverlay(OverlayItem):
         self._values: np.ndarray | None = None
         self._spec = ColourSpec()
         self._paths: dict[tuple[int, int], list[tuple[int, QPainterPath]]] = {}
+        self._polys: dict[tuple[int, int], list[QPolygonF]] = {}  # bucket -> its cells' rings, in _order
+        self._polys_cells = 0
         self._bin = 32
         self._raster: QImage | None = None
         self.last_paint_mode = "none"
@@ -109,6 +114,8 @@ class ResultCellsOverlay(OverlayItem):
         self._selected_idx = np.zeros(0, dtype=np.int64)
         self._colours = CellColours([QColor(self._spec.contour)], np.zeros(n, dtype=np.int32))
         self._values = None
+        self._polys.clear()
+        self._polys_cells = 0
         w, h = extent
         if n:
             w, h = max(w, float(self._bbox[:, 2].max())), max(h, float(self._bbox[:, 3].max()))
@@ -257,6 +264,14 @@ class ResultCellsOverlay(OverlayItem):
 
     def _paint_polygons(self, painter: QPainter, exposed: QRectF) -> None:
         self.last_paint_mode = "polygons"
+        # The item spans the slide and a full invalidation exposes all of it; Qt's device cache keeps
+        # the viewport plus a quarter on each side, so stroke at most the view plus half on each side.
+        scene = self.scene()
+        if scene is not None and scene.views():
+            view = scene.views()[0]
+            seen = view.mapToScene(view.viewport().rect()).boundingRect()
+            dx, dy = seen.width() / 2, seen.height() / 2
+            exposed = exposed.intersected(seen.adjusted(-dx, -dy, dx, dy))
         bs, m = self.bucket_size, self._max_extent
         reach = exposed.adjusted(-m, -m, m, m)
         spec = self._spec
@@ -289,21 +304,33 @@ class ResultCellsOverlay(OverlayItem):
         paths: list[tuple[int, QPainterPath]] = []
         if span is not None:
             idx = self._order[span[0] : span[1]]
-            idx = idx[self._visible[idx]]
-            keys = self._colours.keys[idx]
+            shown = np.flatnonzero(self._visible[idx])
+            keys = self._colours.keys[idx[shown]]
             by_key = np.argsort(keys, kind="stable")
-            idx, keys = idx[by_key], keys[by_key]
-            polys = self._polygons(idx)
+            keys = keys[by_key]
+            rings = self._bucket_polygons(bucket, idx)
+            polys = [rings[i] for i in shown[by_key].tolist()]
             starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
             ends = np.r_[starts[1:], len(keys)]
             for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
                 path = QPainterPath()
-                path.setFillRule(Qt.FillRule.WindingFill)
+                path.setFillRule(_WINDING)
                 for poly in polys[s:e]:
                     path.addPolygon(poly)
                 paths.append((int(keys[s]), path))
         self._paths[bucket] = paths
         return paths
+
+    def _bucket_polygons(self, bucket: tuple[int, int], idx: np.ndarray) -> list[QPolygonF]:
+        """The bucket's rings (all its cells, in bucket order), converted once."""
+        rings = self._polys.get(bucket)
+        if rings is None:
+            if self._polys_cells + len(idx) > MAX_CACHED_POLYGONS:
+                self._polys.clear()
+                self._polys_cells = 0
+            rings = self._polys[bucket] = self._polygons(idx)
+            self._polys_cells += len(idx)
+        return rings
 
     def _selected_in(self, bucket: tuple[int, int]) -> np.ndarray:
         span = self._buckets.get(bucket)

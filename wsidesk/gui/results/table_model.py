@@ -21,6 +21,13 @@ from PySide6.QtCore import (
 
 from wsidesk.gui.results.model import CLASS_COLUMN, ResultsModel
 
+# Plain ints: data() runs for every visible cell on every scroll step, and PySide's enum lookups and
+# flag arithmetic cost microseconds each.
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole.value)
+_LEFT = int((Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter).value)
+_RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
+
 
 class CellTableModel(QAbstractTableModel):
     """Rows: the cells that pass the filter and brushing, in sort order. Columns: id, x, y, measurements,
@@ -52,17 +59,14 @@ class CellTableModel(QAbstractTableModel):
                 return str(section + 1)
         return None
 
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = _DISPLAY) -> Any:
+        if not index.isValid() or index.row() >= len(self._rows):
             return None
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            if self._names[index.column()] == CLASS_COLUMN:
-                return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role != Qt.ItemDataRole.DisplayRole:
-            return None
-        cell = int(self._rows[index.row()])
-        return self._results.display_value(self._names[index.column()], cell)
+        if role == _DISPLAY:
+            return self._results.display_value(self._names[index.column()], int(self._rows[index.row()]))
+        if role == _ALIGN:
+            return _LEFT if self._names[index.column()] == CLASS_COLUMN else _RIGHT
+        return None
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         if not 0 <= column < len(self._names):
