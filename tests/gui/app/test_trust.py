@@ -87,6 +87,7 @@ def test_a_new_segmentation_replaces_the_shown_result_and_the_layers_panel_names
     assert window.viewer.cell_overlay.cell_count == first_cells > 0
     assert first in window.layers.source_label.text()
 
+    window.editor.set_job_param("cells", "cache", False)  # a new segmentation: computed, not reused
     second = window.submit_workflow(window.editor.to_workflow())
     # The job dispatched inside submit() turns "running" in the graph, and the old cells go at once.
     qtbot.waitUntil(lambda: window.live.source == (second, "cells"), timeout=5_000)

@@ -109,7 +109,12 @@ class CacheGate:
                 run_id=spec.run_id,
                 job_id=spec.job.job_id,
                 fingerprint=fingerprint.digest if fingerprint else None,
-                parts=fingerprint.parts if fingerprint else {"job_type": spec.job.type},
+                # Package versions as they were when the job ran (not in the digest: a patch release
+                # of numpy must not invalidate every result).
+                parts={
+                    **(fingerprint.parts if fingerprint else {"job_type": spec.job.type}),
+                    "packages": package_versions(),
+                },
                 reason=reason,
                 slide_digest=fingerprint.slide_digest if fingerprint else None,
                 slide_path=fingerprint.slide_path if fingerprint else None,
@@ -170,7 +175,7 @@ class CacheGate:
             return {}
 
     def provenance(self, run_id: str) -> dict[str, dict[str, Any]]:
-        """job id -> provenance for summary.json (with the versions of the packages that shape results)."""
+        """job id -> provenance for summary.json (with the versions of the packages that shaped results)."""
         if self.cache is None:
             return {}
         try:
@@ -179,7 +184,7 @@ class CacheGate:
             logger.warning("cannot read the provenance of run %s: %s", run_id, exc)
             return {}
         for record in records.values():
-            record["packages"] = package_versions()
+            record["packages"] = record["parts"].pop("packages", None)
         return records
 
 
