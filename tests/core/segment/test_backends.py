@@ -187,3 +187,51 @@ def test_segment_command_records_the_engine_in_summary_json(tmp_path: Path) -> N
     assert engine["device"] == "cpu" and engine["precision"] in ("fp32", "bf16")
     assert engine["batch_size"] in (1, 2) and engine["cells"] > 0
     assert set(engine["seconds"]) >= {"infer", "postprocess"}
+
+
+class ReducedPrecision:
+    """A backbone claiming native bf16: exact (same output as fp32) or broken (noise instead of the output)."""
+
+    name = "torch"
+
+    def __init__(self, module: Any, *, exact: bool) -> None:
+        self.inner = TorchBackbone(module, "cpu")
+        self.device = "cpu"
+        self.exact = exact
+
+    def native_precisions(self) -> tuple[str, ...]:
+        return ("bf16",)
+
+    def supports(self, precision: str) -> bool:
+        return precision in ("fp32", "bf16")
+
+    def __call__(self, x: Any, precision: str) -> Any:
+        out = self.inner(x, "fp32")
+        if precision == "bf16" and not self.exact:
+            out = out + 4 * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+        return out
+
+
+@pytest.mark.parametrize(("exact", "kept"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_keeps_bf16_only_when_the_cells_match_fp32(
+    module: Any, monkeypatch: pytest.MonkeyPatch, exact: bool, kept: str
+) -> None:
+    from wsidesk.core.segment import engine as engine_module
+    from wsidesk.core.segment.engine import segment_slide
+    from wsidesk.core.slide.reader import ArrayReader
+    from wsidesk.core.tiling.grid import plan_tiles
+    from wsidesk.core.tiling.tissue import TissueMask
+
+    img = np.concatenate([nuclei_tile(256, seed=s) for s in range(2)], axis=1)  # 256 x 512
+    reader = ArrayReader(img)
+    mask = TissueMask.for_slide(np.ones((8, 8), dtype=bool), reader.dimensions)
+    plan = plan_tiles(reader, mask=mask, tile_size=128, padding=16)
+    monkeypatch.setattr(backends_module, "choose_backbone", lambda *_, **__: ReducedPrecision(module, exact=exact))
+    monkeypatch.setattr(engine_module, "AUTOCAST_TARGET_CELLS", 20)  # judge on the first tile: a fast test
+    model = type("Model", (), {"module": module, "device": "cpu", "path": TEST_MODEL})()
+    report = segment_slide(
+        lambda: ArrayReader(img), plan, model, SlideNormaliser.from_image(img), batch_size=1, precision="auto"
+    )
+    assert report.precision == kept and report.agreement is not None
+    assert (report.agreement >= 0.99) if exact else (report.agreement < 0.99)
+    assert report.engine()["precision"] == kept and report.cells > 0
