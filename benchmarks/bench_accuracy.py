@@ -5,13 +5,15 @@ Run::
     python benchmarks/bench_accuracy.py                          # real brightfield_nuclei, CoNSeP + demo slide
     python benchmarks/bench_accuracy.py --model wsidesk_test_nuclei --skip-consep
     python benchmarks/bench_accuracy.py --demo 2048x2048 --json acc.json
+    python benchmarks/bench_accuracy.py --skip-demo --backend openvino --precision bf16   # a speed option's F1
 
 Datasets:
 
 - CoNSeP: the 24 crops of ``<data>/consep_test`` (256² px at 40x, 0.25 µm/px, hand-annotated instance labels).
   wsidesk: each crop is an `ArrayReader` slide at 0.25 µm/px run through the engine (`segment_slide`: tile
   reading with resampling to the model's 0.5 µm/px, one normalisation per crop, batched model, cell
-  extraction, seam merge); the cell polygons are rasterised back onto the crop's pixels.
+  extraction, seam merge); the cell polygons are rasterised back onto the crop's pixels. Tiles reaching past
+  the crop's border are filled by mirroring it (as InstanSeg pads), see `reading.mirror_outside`.
   InstanSeg: ``eval_small_image(crop, pixel_size=0.25)`` (it resamples to 0.5 and back).
 - demo: a synthetic demo slide (`write_demo_slide`), truth ellipses rasterised at pixel centres.
   wsidesk: the engine on the slide file with the job's tissue plan and slide normaliser; InstanSeg:
@@ -42,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 CONSEP_MPP = 0.25
 IOU = 0.5
+REFERENCE_ENGINE = {"backend": "torch", "precision": "fp32"}  # what the other settings are compared with
 
 
 # -- matching ------------------------------------------------------------------------------------
@@ -126,8 +129,12 @@ def wsidesk_on_array(
     tile_size: int,
     padding: int,
     batch_size: int,
+    engine: dict[str, Any] | None = None,
 ) -> np.ndarray:
-    """wsidesk's engine on an in-memory image (all of it tissue); labels on the image's own pixels."""
+    """wsidesk's engine on an in-memory image (all of it tissue); labels on the image's own pixels.
+
+    `engine`: keyword arguments for `segment_slide` (backend, precision, cache_dir); default torch fp32.
+    """
     from wsidesk.core.segment.engine import segment_slide
     from wsidesk.core.segment.merge import CellMerger
     from wsidesk.core.segment.normalise import SlideNormaliser
@@ -147,15 +154,17 @@ def wsidesk_on_array(
         model,
         normaliser,
         batch_size=batch_size,
-        precision="fp32",
         merger=merger,
         read_workers=1,
         postprocess_workers=1,
+        **(engine or REFERENCE_ENGINE),
     )
     return rasterise_cells(merger.cells(), (h, w))
 
 
-def wsidesk_on_slide(path: Path, model: Any, *, tile_size: int, padding: int, batch_size: int) -> list[Any]:
+def wsidesk_on_slide(
+    path: Path, model: Any, *, tile_size: int, padding: int, batch_size: int, engine: dict[str, Any]
+) -> list[Any]:
     """The job's recipe on a slide file: tissue plan, slide normaliser, engine. Returns the cells."""
     from wsidesk.core.jobs.tissue import TilingParams, plan_from_reader
     from wsidesk.core.segment.engine import segment_slide
@@ -176,8 +185,8 @@ def wsidesk_on_slide(path: Path, model: Any, *, tile_size: int, padding: int, ba
         model,
         SlideNormaliser.from_thumbnail(thumbnail, mask),
         batch_size=batch_size,
-        precision="fp32",
         merger=merger,
+        **engine,
     )
     return merger.cells()
 
@@ -228,7 +237,13 @@ def eval_consep(model: Any, inst: Any, data_dir: Path, args: argparse.Namespace)
     for name, rgb, truth in crops:
         t0 = time.perf_counter()
         ws = wsidesk_on_array(
-            rgb, CONSEP_MPP, model, tile_size=args.consep_tile, padding=args.consep_padding, batch_size=args.batch_size
+            rgb,
+            CONSEP_MPP,
+            model,
+            tile_size=args.consep_tile,
+            padding=args.consep_padding,
+            batch_size=args.batch_size,
+            engine=args.engine,
         )
         t1 = time.perf_counter()
         isg = instanseg_small(inst, rgb, CONSEP_MPP)
@@ -256,7 +271,7 @@ def eval_demo(model: Any, inst: Any, args: argparse.Namespace, workdir: Path) ->
     truth = rasterise_ellipses(load_truth(demo.path).nuclei, (h, w))
     t0 = time.perf_counter()
     cells = wsidesk_on_slide(
-        demo.path, model, tile_size=args.tile_size, padding=args.padding, batch_size=args.batch_size
+        demo.path, model, tile_size=args.tile_size, padding=args.padding, batch_size=args.batch_size, engine=args.engine
     )
     ws = rasterise_cells(cells, (h, w))
     t1 = time.perf_counter()
@@ -281,6 +296,29 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
     f1, p, r = scores(pooled)
     per = [scores(r)[0] for r in rows]
     return {**pooled, "f1": f1, "precision": p, "recall": r, "mean_f1": float(np.mean(per)) if per else float("nan")}
+
+
+def print_crops(res: dict[str, Any]) -> None:
+    """One row per crop: truth objects, then predictions, matches and F1 of each method."""
+    head = (
+        f"{'crop':12s} {'truth':>5s} | {'wsidesk':>7s} {'TP':>4s} {'F1':>6s} | "
+        f"{'InstanSeg':>9s} {'TP':>4s} {'F1':>6s} | {'dF1':>6s}"
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    for ws, isg in zip(res["wsidesk"], res["instanseg"], strict=True):
+        f_ws, f_is = scores(ws)[0], scores(isg)[0]
+        print(
+            f"{ws['crop']:12s} {ws['truth']:5d} | {ws['pred']:7d} {ws['tp']:4d} {f_ws:6.3f} | "
+            f"{isg['pred']:9d} {isg['tp']:4d} {f_is:6.3f} | {f_ws - f_is:+6.3f}"
+        )
+    ws_mean = float(np.mean([scores(r)[0] for r in res["wsidesk"]]))
+    is_mean = float(np.mean([scores(r)[0] for r in res["instanseg"]]))
+    better = sum(scores(a)[0] > scores(b)[0] for a, b in zip(res["wsidesk"], res["instanseg"], strict=True))
+    worse = sum(scores(a)[0] < scores(b)[0] for a, b in zip(res["wsidesk"], res["instanseg"], strict=True))
+    print(
+        f"{'mean':12s} {'':5s} | {'':7s} {'':4s} {ws_mean:6.3f} | {'':9s} {'':4s} {is_mean:6.3f} | "
+        f"{ws_mean - is_mean:+6.3f}   (wsidesk better on {better} crops, worse on {worse})"
+    )
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -317,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--padding", type=int, default=80, help="demo slide padding")
     p.add_argument("--consep-tile", type=int, default=128, help="CoNSeP tile (a 256² crop is 128² at 0.5 µm/px)")
     p.add_argument("--consep-padding", type=int, default=64)
+    p.add_argument("--backend", default="torch", choices=["auto", "torch", "openvino"], help="wsidesk's backend")
+    p.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"], help="wsidesk's precision")
     p.add_argument("--skip-consep", action="store_true")
     p.add_argument("--skip-demo", action="store_true")
     p.add_argument("--json", metavar="OUT")
@@ -326,17 +366,29 @@ def main(argv: list[str] | None = None) -> int:
         args.models_dir or os.environ.get("WSIDESK_MODEL_DIR") or Path.home() / ".cache" / "wsidesk" / "models"
     )
     model, inst = load_models(args.model, args.device, models_dir)
-    print(f"model {model.path} on {model.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    results: dict[str, Any] = {"model": str(model.path), "device": model.device}
+    print(
+        f"model {model.path} on {model.device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"wsidesk backend {args.backend}, precision {args.precision}"
+    )
+    results: dict[str, Any] = {
+        "model": str(model.path),
+        "device": model.device,
+        "backend": args.backend,
+        "precision": args.precision,
+    }
+    cache = tempfile.TemporaryDirectory(prefix="wsidesk-acc-cache-")  # converted models, shared by all crops
+    args.engine = {"backend": args.backend, "precision": args.precision, "cache_dir": Path(cache.name)}
     data_dir = Path(args.data_dir or os.environ.get("WSIDESK_TEST_DATA") or DEFAULT_DATA)
     if not args.skip_consep:
         if (data_dir / "consep_test").is_dir():
             results["consep"] = eval_consep(model, inst, data_dir, args)
+            print_crops(results["consep"])
         else:
             print(f"no CoNSeP crops under {data_dir}: skipped")
     if not args.skip_demo:
         with tempfile.TemporaryDirectory(prefix="wsidesk-acc-") as tmp:
             results["demo"] = eval_demo(model, inst, args, Path(tmp))
+    cache.cleanup()
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")

@@ -262,9 +262,13 @@ def test_reads_level0_of_a_025_slide_and_downsamples_2x_to_the_exact_shape() -> 
         rgb, origin, scale = read_padded_tile(reader, plan, tile, geometry)
         assert rgb.shape == (160, 160, 3) and scale == 2.0
         assert origin == (tile.x - 32, tile.y - 32)
-        padded = np.pad(img.astype(np.float64), ((64, 400), (64, 400), (0, 0)), constant_values=255)
-        x0, y0 = int(origin[0]) + 64, int(origin[1]) + 64
-        window = padded[y0 : y0 + 320, x0 : x0 + 320].reshape(160, 2, 160, 2, 3).mean(axis=(1, 3))
+        # Inside the slide: the 2x2 means; outside it: their mirror image (see mirror_outside).
+        x0, y0 = int(origin[0]), int(origin[1])
+        xa, xb, ya, yb = max(0, x0), min(900, x0 + 320), max(0, y0), min(700, y0 + 320)
+        inside = img[ya:yb, xa:xb].astype(np.float64)
+        inside = inside.reshape((yb - ya) // 2, 2, (xb - xa) // 2, 2, 3).mean(axis=(1, 3))
+        pad = (((ya - y0) // 2, (y0 + 320 - yb) // 2), ((xa - x0) // 2, (x0 + 320 - xb) // 2), (0, 0))
+        window = np.pad(inside, pad, mode="reflect")
         assert np.abs(rgb.astype(np.float64) - window).max() <= 1.0
 
     # With a 2x level in the pyramid, that level is read as is.
