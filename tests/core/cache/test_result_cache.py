@@ -277,3 +277,23 @@ def test_a_nearly_full_disk_leaves_the_cache_alone(tmp_path, caplog, monkeypatch
         assert gate.cache is None and gate.cache is None
     assert caplog.text.count("neither reused nor cached") == 1
     assert not (tmp_path / "cache").exists()
+
+
+def test_cache_commands_list_and_prune(env, slides, capsys):
+    from wsidesk.cli import main
+
+    env.run(workflow(*slides))
+    data = ["--data-dir", str(env.store.layout.root)]
+    assert main(["cache", "list", "--json", *data]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["profile"] == "default" and len(listed["entries"]) == 3
+    assert main(["cache", "list", "--json", "--profile", "bob", *data]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == []  # bob ran nothing
+    assert main(["cache", "prune", *data]) == 2  # says what to give
+    assert main(["cache", "prune", "--older-than", "1d", *data]) == 0
+    assert "pruned 0 cached result(s)" in capsys.readouterr().err
+    assert main(["cache", "prune", "--max-size", "0", *data]) == 0
+    assert "pruned 3 cached result(s)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["cache", "prune", "--max-size", "lots", *data])
+    assert "is not a size" in capsys.readouterr().err
