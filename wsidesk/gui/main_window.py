@@ -377,6 +377,7 @@ class MainWindow(QMainWindow):
             self.viewer.tile_overlay.set_plan(plan)
             self.viewer.tile_overlay.set_tile_states(dict.fromkeys(range(plan.total), "done"))
         self._results_docks[0].raise_()
+        self.resizeDocks([self._results_docks[0]], [300], Qt.Orientation.Vertical)  # room for the table
         source = self.live.result_source(str(Path(cells_path)))
         if source is None:  # not listed: name it by its folder (<run>/<job>/cells.geojson)
             source = (Path(cells_path).parent.parent.name, Path(cells_path).parent.name)

@@ -324,3 +324,12 @@ def test_view_state_is_kept_per_profile(qtbot, view, settings, result):
     for wb in (first, again, other):
         for panel in wb.panels():
             panel.deleteLater()
+
+
+def test_sorting_keeps_the_selected_cells_selected(bench, result):
+    bench.open_result(result)
+    bench.results.select(np.array([5, 77]))
+    model = bench.table.model
+    bench.table.view.sortByColumn(model.column_names.index("hematoxylin_od_mean"), Qt.SortOrder.AscendingOrder)
+    rows = sorted(i.row() for i in bench.table.view.selectionModel().selectedRows())
+    assert sorted(model.rows[rows].tolist()) == [5, 77]

@@ -17,6 +17,7 @@ from wsidesk.gui.results.colours import BY_CLASS, SINGLE, CellColours, ColourSpe
 logger = logging.getLogger(__name__)
 
 CLASS_COLUMN = "class"
+DEFAULT_FILL = 0.45  # fill opacity when colouring by a measurement or class from no fill
 ID_COLUMNS = ("id", "x", "y")
 # Colours for classes found in a result without a rule that names their colour.
 FALLBACK_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
@@ -192,7 +193,9 @@ class ResultsModel(QObject):
         """The current look coloured by `by`, with the range fitted to that measurement."""
         s = self.spec
         lo, hi = auto_range(self.values(by)) if by not in (SINGLE, BY_CLASS) else (s.lo, s.hi)
-        return ColourSpec(by, s.colormap, lo, hi, s.contour, s.contour_width, s.fill_opacity)
+        # Colours read from fills: a thin outline on a dark nucleus shows little of its colour.
+        fill = s.fill_opacity if s.fill_opacity > 0 or by == SINGLE else DEFAULT_FILL
+        return ColourSpec(by, s.colormap, lo, hi, s.contour, s.contour_width, fill)
 
     def coloured_values(self) -> np.ndarray | None:
         by = self.spec.by

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QItemSelectionModel, QSignalBlocker, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QFontDatabase, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QColorDialog,
@@ -58,6 +58,7 @@ class MeasurementTable(QWidget):
         self.filter_edit.returnPressed.connect(self._on_filter)
         self.error = QLabel()
         self.error.setStyleSheet(ERROR_STYLE)
+        self.error.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))  # the ^ lines up
         self.error.setWordWrap(True)
         self.error.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error.hide()
@@ -101,6 +102,7 @@ class MeasurementTable(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.error)
         layout.addWidget(split, 1)
+        self.setMinimumHeight(170)  # a table shows rows, not just its header, however docks are packed
         self._syncing = False
         results.opened.connect(self._on_opened)
         results.visible_changed.connect(self._on_visible_changed)
@@ -322,6 +324,8 @@ class PlotsPanel(QWidget):
         layout.addLayout(sc)
         layout.addWidget(self.scatter, 2)
         layout.addWidget(self.summary, 1)
+        for widget in (self.hist, self.scatter, self.summary):
+            widget.setMinimumHeight(70)  # the plots dock shares the right side with three others
         self.column.currentTextChanged.connect(lambda _: self._on_column_changed())
         self.scatter_x.currentTextChanged.connect(lambda _: self._draw_scatter())
         self.scatter_y.currentTextChanged.connect(lambda _: self._draw_scatter())

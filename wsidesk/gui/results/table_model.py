@@ -72,9 +72,13 @@ class CellTableModel(QAbstractTableModel):
         if not 0 <= column < len(self._names):
             return
         self.layoutAboutToBeChanged.emit()
+        old = self.persistentIndexList()  # the selection: each index follows its cell to its new row
+        cells = [int(self._rows[i.row()]) for i in old]
         self._sort = (column, order)
         self._rows = self._sorted(self._rows)
         self._reindex()
+        new = [self.index(int(self._pos[c]), i.column()) for c, i in zip(cells, old, strict=True)]
+        self.changePersistentIndexList(old, new)
         self.layoutChanged.emit()
 
     # -- rows and cells -------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class ResultsWorkbench(QObject):
             window.addDockWidget(area, dock)
             docks.append(dock)
         window.tabifyDockWidget(docks[1], docks[2])
+        window.tabifyDockWidget(docks[1], docks[3])
         docks[1].raise_()
         return docks
 
