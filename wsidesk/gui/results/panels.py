@@ -34,7 +34,7 @@ from wsidesk.gui.results.table_model import CellTableModel
 
 ERROR_STYLE = "color: #b00020"
 HIST_BINS = 80
-SCATTER_POINTS = 20_000  # a random sample keeps the scatter interactive at 1M cells
+SCATTER_POINTS = 5_000  # a random sample: pyqtgraph costs ~20 µs per scatter spot to set up
 
 
 def _colour_button(colour: QColor) -> QPushButton:
