@@ -26,9 +26,10 @@ CMU = "CMU-1-Small-Region.svs"
 # InstanSeg's own API on this slide: 1,524 objects (one normalisation), 1,564 (Otsu tissue mask).
 CMU_MIN_CELLS, CMU_MAX_CELLS = 1300, 1900
 DUPLICATE_IOU = 0.3
-# Mean per-crop F1@0.5 of wsidesk over the 24 CoNSeP crops, real model, CPU fp32: measured 0.511
-# (benchmarks/bench_accuracy.py; InstanSeg's own eval_small_image: 0.544); set 0.05 lower.
-CONSEP_MIN_MEAN_F1 = 0.46
+# Mean per-crop F1@0.5 of wsidesk over the 24 CoNSeP crops, real model, CPU torch fp32: measured 0.551
+# (benchmarks/bench_accuracy.py; InstanSeg's own eval_small_image: 0.544; 0.511 while tiles at the
+# border were filled with white); set 0.03 lower, above the white-fill figure.
+CONSEP_MIN_MEAN_F1 = 0.52
 
 
 def _bench_accuracy() -> Any:
