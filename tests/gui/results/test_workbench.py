@@ -333,3 +333,15 @@ def test_sorting_keeps_the_selected_cells_selected(bench, result):
     bench.table.view.sortByColumn(model.column_names.index("hematoxylin_od_mean"), Qt.SortOrder.AscendingOrder)
     rows = sorted(i.row() for i in bench.table.view.selectionModel().selectedRows())
     assert sorted(model.rows[rows].tolist()) == [5, 77]
+
+
+def test_closing_the_slide_or_a_new_job_clearing_the_layers_closes_the_result(bench, result, view):
+    bench.open_result(result)
+    bench.results.select(np.array([1]))
+    view.close_slide()  # clears every layer, as LiveResults does when a new job starts
+    assert bench.results.table is None
+    assert bench.table.model.rowCount() == 0 and bench.overlay.cell_count == 0
+    assert bench.table.count.text() == "0 of 0 cells"
+    assert bench.plots.summary.rowCount() == 0
+    bench.pick(10, 10)  # nothing to pick, nothing breaks
+    assert len(bench.results.selection) == 0

@@ -62,6 +62,20 @@ class ResultsModel(QObject):
         self.set_table(table, Path(folder))
         return table
 
+    def close(self) -> None:
+        """Show no result (the slide closed, or a new job took over the layers)."""
+        if self.table is None:
+            return
+        self.table, self.folder = None, None
+        self.filter_text, self._filter = "", np.zeros(0, dtype=bool)
+        self.brush, self._brush = None, np.zeros(0, dtype=bool)
+        self.visible = np.zeros(0, dtype=bool)
+        self.selection, self.current = np.zeros(0, dtype=np.int64), -1
+        self.class_names, self.class_colours, self.class_index = [], [], np.zeros(0, dtype=np.int32)
+        self.colours = CellColours([QColor(self.spec.contour)], np.zeros(0, dtype=np.int32))
+        self.opened.emit()
+        self.current_changed.emit(-1)
+
     def set_table(self, table: CellTable, folder: Path | None) -> None:
         self.table, self.folder = table, folder
         n = len(table)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
@@ -42,6 +42,7 @@ class ResultCellsOverlay(OverlayItem):
     """A finished result's cells; see the module docstring."""
 
     name = "results"
+    cleared = Signal()  # the viewer or a new job cleared the layers: the result is no longer shown
 
     def __init__(
         self, *, bucket_size: int = 1024, min_cell_px: float = 5.0, parent: QGraphicsItem | None = None
@@ -132,6 +133,7 @@ class ResultCellsOverlay(OverlayItem):
             poly_xy=np.zeros((0, 2)),
             extent=(0.0, 0.0),
         )
+        self.cleared.emit()
 
     def set_colours(self, spec: ColourSpec, colours: CellColours, values: np.ndarray | None) -> None:
         """New look: `colours` per cell, `values` the measurement coloured by (for the zoomed-out means)."""

@@ -80,6 +80,11 @@ class ResultsWorkbench(QObject):
         r.colours_changed.connect(self._on_colours_changed)
         self.table.rows_selected.connect(self.centre_on_selection)
         self.classes.rules_applied.connect(self._on_rules_applied)
+        self.overlay.cleared.connect(self._on_cleared)
+
+    def _on_cleared(self) -> None:
+        self.results.close()
+        self.classes.set_rules([], apply=False)
 
     # -- docks ------------------------------------------------------------------------------------------
     def add_docks(self, window: QMainWindow) -> list[QDockWidget]:
