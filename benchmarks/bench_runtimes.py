@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -66,6 +67,22 @@ def read_tile(slide: Path, size: int) -> np.ndarray:
         return reader.read_region((w - size) // 2, (h - size) // 2, 0, size, size)
     finally:
         reader.close()
+
+
+def cpu_name() -> str:
+    """The CPU's model name and whether it does bf16 natively (torch bf16 is emulated, slowly, without)."""
+    name = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    native = sorted(flags & {"amx_bf16", "avx512_bf16"})
+    return f"{name}, native bf16: {', '.join(native) if native else 'no'}"
 
 
 def matched_share(ref: np.ndarray, other: np.ndarray) -> float:
@@ -176,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one linear me
         f"model {model_path}, tile {args.tile}² of {args.slide.name}, {args.threads} threads, "
         f"torch {torch.__version__}, median of {args.repeats} after a warm-up"
     )
-    print(
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at start (CPU shared: compare rows of one run)"
-    )
+    print(f"CPU {cpu_name()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at start (shared CPU)")
 
     rows: list[dict[str, Any]] = []
     ref_logits: np.ndarray | None = None
