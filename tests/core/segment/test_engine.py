@@ -483,7 +483,7 @@ def test_segment_job_writes_outputs_events_and_reuses_a_tissue_plan(
     rec = Recorder()
     ctx = make_ctx(tmp_path / "seg", small_demo.path, params=params, recorder=rec, inputs={"tissue": tissue_out})
     outputs = segment_job.run_segment_job(ctx)
-    assert set(outputs) == {"tiles", "cells", "cells_csv", "cells_store"}
+    assert set(outputs) == {"tiles", "cells", "cells_csv", "cells_store", "engine"}
     assert not [e for e in rec.events if e[0] == "tiles_planned"]  # the tissue job's plan was used
     batches = rec.batches()
     fields, payload = batches[-1]
