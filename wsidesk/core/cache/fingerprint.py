@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -182,6 +183,12 @@ def _run_time_defaults(job_type: str, effective: dict[str, Any]) -> dict[str, An
     device: a result planned with GPU-sized tiles is not reused for a CPU run, nor the other way."""
     decided = ("tile_size", "padding", "batch_size")
     if job_type != "segment" or all(effective.get(name) is not None for name in decided):
+        return effective
+    # Never import torch here: this runs on the runner's dispatch thread (the GUI thread in the app), and
+    # importing torch beside a worker thread's import can hang in its native init. Until torch is loaded
+    # the params stay as written ("auto", unset): the same machine resolves them the same way.
+    torch = sys.modules.get("torch")
+    if getattr(getattr(torch, "cuda", None), "is_available", None) is None:
         return effective
     from wsidesk.core.segment.defaults import recommended_settings
     from wsidesk.core.segment.models import choose_device
