@@ -198,6 +198,7 @@ class ReducedPrecision:
         self.inner = TorchBackbone(module, "cpu")
         self.device = "cpu"
         self.exact = exact
+        self.reduced_calls = 0
 
     def native_precisions(self) -> tuple[str, ...]:
         return ("bf16",)
@@ -207,6 +208,7 @@ class ReducedPrecision:
 
     def __call__(self, x: Any, precision: str) -> Any:
         out = self.inner(x, "fp32")
+        self.reduced_calls += precision == "bf16"
         if precision == "bf16" and not self.exact:
             out = out + 4 * torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
         return out
@@ -235,3 +237,30 @@ def test_auto_precision_keeps_bf16_only_when_the_cells_match_fp32(
     assert report.precision == kept and report.agreement is not None
     assert (report.agreement >= 0.99) if exact else (report.agreement < 0.99)
     assert report.engine()["precision"] == kept and report.cells > 0
+
+
+def test_auto_precision_with_too_few_cells_stays_fp32_and_stops_comparing(
+    module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsidesk.core.segment import engine as engine_module
+    from wsidesk.core.segment.engine import segment_slide
+    from wsidesk.core.slide.reader import ArrayReader
+    from wsidesk.core.tiling.grid import plan_tiles
+    from wsidesk.core.tiling.tissue import TissueMask
+
+    img = np.concatenate([nuclei_tile(256, seed=s) for s in range(2)], axis=1)
+    reader = ArrayReader(img)
+    plan = plan_tiles(
+        reader, mask=TissueMask.for_slide(np.ones((8, 8), dtype=bool), reader.dimensions), tile_size=128, padding=16
+    )
+    backbone = ReducedPrecision(module, exact=True)
+    monkeypatch.setattr(backends_module, "choose_backbone", lambda *_, **__: backbone)
+    monkeypatch.setattr(engine_module, "AUTOCAST_MAX_BATCHES", 2)  # a slide too small to judge: 2 batches ...
+    monkeypatch.setattr(engine_module, "AUTOCAST_MIN_CELLS", 10**6)  # ... never hold enough cells
+    model = type("Model", (), {"module": module, "device": "cpu", "path": TEST_MODEL})()
+    report = segment_slide(
+        lambda: ArrayReader(img), plan, model, SlideNormaliser.from_image(img), batch_size=1, precision="auto"
+    )
+    assert plan.tissue > 2 and report.cells > 0
+    assert report.precision == "fp32" and report.agreement is None
+    assert backbone.reduced_calls == 2  # compared on the first 2 batches only, not on every batch

@@ -3,9 +3,9 @@
 A fingerprint hashes (SHA-256 over canonical JSON):
 
 - the job type and `RESULTS_VERSION`;
-- its effective params (the job type's declared params after defaults; `cache` is left out: it says
-  whether to reuse, not what to compute); a file-valued param (e.g. a `roi` GeoJSON, a model path)
-  enters by the SHA-256 of its content, never by its path;
+- its effective params (the job type's declared params after defaults; `cache` and `batch_size` are left
+  out: they say whether to reuse and how fast to compute, not what); a file-valued param (e.g. a `roi`
+  GeoJSON, a model path) enters by the SHA-256 of its content, never by its path;
 - the model's SHA-256 (named models are resolved the way the segment job resolves them);
 - the slide's content fingerprint (`wsidesk.core.slide.fingerprint`), never its path, so a moved or
   renamed slide keeps its results;
@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from wsidesk.core.paths import resolve_path
 # Bump whenever a job's outputs for the same inputs change (a new measurement, another merge rule, a
 # changed file format): every earlier result then misses instead of being served as current.
 RESULTS_VERSION = "2"  # 2: segment results carry the cell store cells.arrow
-NOT_FINGERPRINTED = frozenset({"cache"})
+NOT_FINGERPRINTED = frozenset({"cache", "batch_size"})  # how, not what, is computed
 MODEL_PARAM = "model"
 ROI_PARAM = "roi"  # names saved annotations of the slide unless it is a file
 PACKAGES = (
@@ -179,22 +178,15 @@ def fingerprint_job(
 
 
 def _run_time_defaults(job_type: str, effective: dict[str, Any]) -> dict[str, Any]:
-    """Segment params left to the device (None) filled in as the job will fill them, on this machine's
-    device: a result planned with GPU-sized tiles is not reused for a CPU run, nor the other way."""
-    decided = ("tile_size", "padding", "batch_size")
-    if job_type != "segment" or all(effective.get(name) is not None for name in decided):
+    """Segment tile size and padding left unset, filled in as the job fills them: the same on every device
+    (batch size, which does differ by device, changes speed, not cells, and is not fingerprinted)."""
+    if job_type != "segment":
         return effective
-    # Never import torch here: this runs on the runner's dispatch thread (the GUI thread in the app), and
-    # importing torch beside a worker thread's import can hang in its native init. Until torch is loaded
-    # the params stay as written ("auto", unset): the same machine resolves them the same way.
-    torch = sys.modules.get("torch")
-    if getattr(getattr(torch, "cuda", None), "is_available", None) is None:
-        return effective
-    from wsidesk.core.segment.defaults import recommended_settings
-    from wsidesk.core.segment.models import choose_device
+    from wsidesk.core.segment.defaults import DEFAULT_TILING
 
-    recommended = recommended_settings(choose_device(str(effective["device"])), str(effective.get("backend", "auto")))
-    return {k: getattr(recommended, k) if k in decided and v is None else v for k, v in effective.items()}
+    tile_size, padding = DEFAULT_TILING
+    filled = {"tile_size": tile_size, "padding": padding}
+    return {k: filled[k] if k in filled and v is None else v for k, v in effective.items()}
 
 
 def _saved_annotations(names: str, image: Path | None, profile_dir: Path | None) -> dict[str, Any]:

@@ -28,6 +28,9 @@ class SegmentDefaults:
 GPU = SegmentDefaults(tile_size=512, padding=80, batch_size=16)
 CPU_TORCH = SegmentDefaults(tile_size=512, padding=80, batch_size=2)
 CPU_OPENVINO = SegmentDefaults(tile_size=512, padding=80, batch_size=1)
+# Every device tiles alike, so a result's cells (and its cache fingerprint) do not depend on where it ran;
+# the unpacking fails at import if one ever differs.
+(DEFAULT_TILING,) = {(d.tile_size, d.padding) for d in (GPU, CPU_TORCH, CPU_OPENVINO)}
 
 
 def device_kind(device: str) -> str:

@@ -35,7 +35,7 @@ STAGES = ("read", "wait_read", "normalise", "infer", "postprocess", "merge")
 AUTOCAST_MIN_MATCH = 0.99  # reduced precision is kept only if this fraction of cells match fp32
 AUTOCAST_MIN_CELLS = 20  # cells needed to judge reduced precision at all
 AUTOCAST_TARGET_CELLS = 200  # judged as soon as the first batches hold this many cells
-AUTOCAST_MAX_BATCHES = 8  # ... or after this many batches with at least AUTOCAST_MIN_CELLS
+AUTOCAST_MAX_BATCHES = 8  # ... or after this many batches (then fp32 if they hold < AUTOCAST_MIN_CELLS)
 MATCH_IOU = 0.5
 
 
@@ -352,11 +352,20 @@ class _ModelRunner:
             self._calib[1] += t
         self._calib[2] += 1
         matched, total, batches = self._calib
-        enough = total >= AUTOCAST_TARGET_CELLS or (batches >= AUTOCAST_MAX_BATCHES and total >= AUTOCAST_MIN_CELLS)
-        if not enough:
+        if total < AUTOCAST_TARGET_CELLS and batches < AUTOCAST_MAX_BATCHES:
             return  # too few cells to judge yet: add the next batch
+        self._calibrating = None  # decided now: never pay for both precisions past the first batches
+        if total < AUTOCAST_MIN_CELLS:
+            logger.info(
+                "precision auto: %d cells in the first %d batches are too few to judge %s %s: running at %s",
+                total,
+                batches,
+                self.backend,
+                candidate,
+                self.precision,
+            )
+            return
         self.agreement = matched / total
-        self._calibrating = None
         if self.agreement >= AUTOCAST_MIN_MATCH:
             self.precision = candidate
         logger.info(
