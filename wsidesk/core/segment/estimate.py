@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from wsidesk.core.segment.models.layout import DEFAULT_PIXEL_SIZE, read_json
+from wsidesk.core.segment.models.layout import DEFAULT_PIXEL_SIZE, pixel_size_from_files
 from wsidesk.core.segment.models.registry import KNOWN_MODELS, TEST_MODEL, ModelStore
 
 # Seconds per padded 672² tile (512 core + 2 x 80 context) at the model's resolution, end to end.
@@ -45,23 +45,9 @@ class ModelChoice:
 
 
 def model_pixel_size(name: str, path: Path) -> float:
-    """A model's µm/px without loading it: model.json, then rdf.yaml, then the known table, else 0.5."""
-    meta = read_json(path.parent / "model.json")
-    if meta and isinstance(meta.get("pixel_size"), int | float) and meta["pixel_size"] > 0:
-        return float(meta["pixel_size"])
-    rdf = path.parent / "rdf.yaml"
-    if rdf.is_file():
-        try:
-            import yaml
-
-            axes = yaml.safe_load(rdf.read_text(encoding="utf-8"))["inputs"][0]["axes"]
-            scales = [float(a["scale"]) for a in axes if a.get("type") == "space" and "scale" in a]
-            if scales and scales[0] > 0:
-                return scales[0]
-        except (OSError, KeyError, IndexError, TypeError, ValueError, yaml.YAMLError):
-            pass
+    """A model's µm/px without loading it: its files, then the known table, else 0.5."""
     known = KNOWN_MODELS.get(name)
-    return known.pixel_size if known else DEFAULT_PIXEL_SIZE
+    return pixel_size_from_files(path.parent) or (known.pixel_size if known else DEFAULT_PIXEL_SIZE)
 
 
 def installed_models(store: ModelStore) -> list[ModelChoice]:

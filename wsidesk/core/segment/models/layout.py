@@ -51,3 +51,22 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def version_key(v: str) -> tuple[tuple[int, int | str], ...]:
     # numbers sort numerically (0.10 > 0.2) and before text, so mixed names never fail to compare
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in v.replace("-", ".").split("."))
+
+
+def pixel_size_from_files(folder: Path) -> float | None:
+    """A model's µm/px from the files beside it (model.json, then BioImage.IO's rdf.yaml), else None."""
+    meta = read_json(folder / "model.json")
+    if meta and isinstance(meta.get("pixel_size"), int | float) and meta["pixel_size"] > 0:
+        return float(meta["pixel_size"])
+    rdf = folder / "rdf.yaml"
+    if rdf.is_file():
+        import yaml
+
+        try:
+            axes = yaml.safe_load(rdf.read_text(encoding="utf-8"))["inputs"][0]["axes"]
+            scales = [float(a["scale"]) for a in axes if a.get("type") == "space" and "scale" in a]
+        except (OSError, KeyError, IndexError, TypeError, ValueError, yaml.YAMLError):
+            return None  # a malformed rdf says nothing
+        if scales and scales[0] > 0:
+            return scales[0]
+    return None

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from wsidesk.core.errors import ModelError
-from wsidesk.core.segment.models.layout import DEFAULT_PIXEL_SIZE, MODEL_FILE, read_json
+from wsidesk.core.segment.models.layout import DEFAULT_PIXEL_SIZE, MODEL_FILE, pixel_size_from_files, read_json
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -83,26 +83,7 @@ def _pixel_size(module: Any, path: Path) -> float:
             return value
     except (AttributeError, RuntimeError, TypeError, ValueError):
         pass
-    meta = read_json(path.parent / "model.json")
-    if meta:
-        try:
-            value = float(meta["pixel_size"])
-            if value > 0:
-                return value
-        except (KeyError, TypeError, ValueError):
-            pass
-    rdf = path.parent / "rdf.yaml"
-    if rdf.is_file():
-        try:
-            import yaml
-
-            axes = yaml.safe_load(rdf.read_text(encoding="utf-8"))["inputs"][0]["axes"]
-            scales = [float(a["scale"]) for a in axes if a.get("type") == "space" and "scale" in a]
-            if scales and scales[0] > 0:
-                return scales[0]
-        except Exception:  # noqa: BLE001, S110 - malformed rdf: fall back to InstanSeg's 0.5 µm/px
-            pass
-    return DEFAULT_PIXEL_SIZE
+    return pixel_size_from_files(path.parent) or DEFAULT_PIXEL_SIZE
 
 
 def load_model(path: str | Path, *, device: str = "auto", name: str | None = None) -> LoadedModel:
