@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from wsidesk.core.jobs.export import EXPORT
-from wsidesk.core.jobs.params import JobType, ParamSpec
+from wsidesk.core.jobs.params import JobParams, JobType, ParamSpec
 from wsidesk.core.jobs.segment import SEGMENT
 from wsidesk.core.jobs.tissue import TISSUE
 
@@ -28,7 +28,8 @@ def all_params() -> dict[str, ParamSpec]:
     for t in JOB_TYPES.values():
         for spec in t.params.specs():
             out.setdefault(spec.name, spec)
-    return out
+    common = {spec.name for spec in JobParams.specs()}  # last, as in each job type's own specs()
+    return {n: s for n, s in out.items() if n not in common} | {n: s for n, s in out.items() if n in common}
 
 
 def param_problem(name: str, value: Any, *, job_type_name: str | None = None) -> str | None:
