@@ -217,22 +217,11 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException as exc:
-                # SQLite may have rolled back on its own (SQLITE_FULL, I/O errors): a second ROLLBACK
-                # would then fail with "no transaction is active" and hide the real error.
-                if self._db.in_transaction:
-                    try:
-                        self._db.execute("ROLLBACK")
-                    except sqlite3.Error as rollback_error:
-                        logger.debug("rollback after %r failed: %s", exc, rollback_error)
-                if isinstance(exc, (sqlite3.Error, OSError)):
-                    raise self._error(exc) from exc
-                raise
+        try:
+            with immediate_transaction(self._db, self._lock) as db:
+                yield db
+        except (sqlite3.Error, OSError) as exc:
+            raise self._error(exc) from exc
 
     def _error(self, exc: BaseException) -> StoreError:
         if is_disk_full(exc):
@@ -496,6 +485,25 @@ class Store:
             (run_id, job_id),
         )
         return {r["tile_index"]: (r["state"], r["detail"]) for r in rows}
+
+
+@contextmanager
+def immediate_transaction(db: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT under `lock`, rolled back when the body or the COMMIT fails."""
+    with lock:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back on its own (SQLITE_FULL, I/O errors): a second ROLLBACK
+            # would then fail with "no transaction is active" and hide the real error.
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error as rollback_error:
+                    logger.debug("rollback after %r failed: %s", exc, rollback_error)
+            raise
 
 
 def _refuse_case_twin(db: sqlite3.Connection, name: str) -> None:
