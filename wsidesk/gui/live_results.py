@@ -9,6 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal, Slot
 
 from wsidesk.core.events import PROFILE_EVENTS, Event, EventName
+from wsidesk.core.states import JobState
 from wsidesk.core.store import Store
 from wsidesk.core.workflow.model import Workflow
 from wsidesk.gui.dashboard import RunDashboard
@@ -33,6 +34,7 @@ class LiveResults(QObject):
 
     profile_slots_changed = Signal()  # a profile was queued, activated or released
     source_changed = Signal(str)  # a sentence naming what the overlays show
+    result_finished = Signal(str)  # the shown job succeeded: its cells.geojson, for the results workbench
 
     def __init__(
         self,
@@ -148,6 +150,10 @@ class LiveResults(QObject):
         if key != self._source:
             return
         if (state := event.job_state) is not None:
+            cells = event.fields.get("outputs", {}).get("cells") if state is JobState.SUCCEEDED else None
+            if cells:
+                # Opened now, in this call, in place of the live layer: no frame shows other cells between.
+                self.result_finished.emit(str(cells))
             self.set_source(key, str(state))
         elif (planned := event.planned) is not None:
             viewer.tile_overlay.set_plan(planned.plan)

@@ -151,6 +151,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._wire()
         self._restore_window_state()
+        self.workbench.update_docks()  # hidden until a result opens, whatever the saved state showed
         self._on_profile_changed(profile)
 
     # -- construction -------------------------------------------------------------------------------
@@ -268,6 +269,7 @@ class MainWindow(QMainWindow):
         # and they must reach LiveResults after `track()` has said which run and workflow they belong to.
         self.services.bridge.event_received.connect(self.live.on_event, Qt.ConnectionType.QueuedConnection)
         self.live.source_changed.connect(self.layers.set_source)
+        self.live.result_finished.connect(self.show_result)  # a run finished on the shown slide: open it
         self.live.profile_slots_changed.connect(self._refresh_profile_slots)
         self.viewer.files_dropped.connect(self.open_paths)
         self.viewer.cursor_moved.connect(
@@ -373,9 +375,8 @@ class MainWindow(QMainWindow):
             return
         tiles = Path(cells_path).with_name("tiles.json")
         if tiles.exists():
-            plan = TilePlan.read_json(tiles)
-            self.viewer.tile_overlay.set_plan(plan)
-            self.viewer.tile_overlay.set_tile_states(dict.fromkeys(range(plan.total), "done"))
+            # The job wrote each tile's final state (done, failed, skipped): shown as they are.
+            self.viewer.tile_overlay.set_plan(TilePlan.read_json(tiles))
         self._results_docks[0].raise_()
         self.resizeDocks([self._results_docks[0]], [300], Qt.Orientation.Vertical)  # room for the table
         source = self.live.result_source(str(Path(cells_path)))

@@ -84,7 +84,8 @@ def test_a_new_segmentation_replaces_the_shown_result_and_the_layers_panel_names
     first = window.submit_workflow(window.editor.to_workflow())
     wait_finished(qtbot, window, first)
     first_cells = window.dashboard.book.runs[first].jobs["cells"].cells
-    assert window.viewer.cell_overlay.cell_count == first_cells > 0
+    # The finished run opened in the results workbench in place of its live cells.
+    assert window.workbench.overlay.cell_count == first_cells > 0 and window.viewer.cell_overlay.cell_count == 0
     assert first in window.layers.source_label.text()
 
     window.editor.set_job_param("cells", "cache", False)  # a new segmentation: computed, not reused
@@ -92,12 +93,13 @@ def test_a_new_segmentation_replaces_the_shown_result_and_the_layers_panel_names
     # The job dispatched inside submit() turns "running" in the graph, and the old cells go at once.
     qtbot.waitUntil(lambda: window.live.source == (second, "cells"), timeout=5_000)
     assert window.editor.node_item("cells").state == JobState.RUNNING
-    assert window.viewer.cell_overlay.cell_count < first_cells
+    assert window.viewer.cell_overlay.cell_count < first_cells and window.workbench.overlay.cell_count == 0
     assert second in window.layers.source_label.text() and first not in window.layers.source_label.text()
     wait_finished(qtbot, window, second)
     qtbot.waitUntil(lambda: window.layers.source_label.text().endswith("(succeeded)"), timeout=5_000)
     # Only the new run's cells are on screen: not both sets mixed.
-    assert window.viewer.cell_overlay.cell_count == window.dashboard.book.runs[second].jobs["cells"].cells
+    assert window.workbench.overlay.cell_count == window.dashboard.book.runs[second].jobs["cells"].cells
+    assert window.viewer.cell_overlay.cell_count == 0
     assert window.editor.node_item("cells").state == JobState.SUCCEEDED
 
 

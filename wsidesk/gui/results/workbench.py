@@ -62,6 +62,7 @@ class ResultsWorkbench(QObject):
         self.plots = PlotsPanel(self.results)
         self.classes = ClassesPanel(self.results)
         self.export_button = self._export_button()
+        self._docks: list[QDockWidget] = []
         self._press: QPointF | None = None
         self._drag_mode = ""  # "rect" / "lasso" while Shift / Ctrl dragging
         self._drag_points: list[QPointF] = []
@@ -81,6 +82,7 @@ class ResultsWorkbench(QObject):
         self.table.rows_selected.connect(self.centre_on_selection)
         self.classes.rules_applied.connect(self._on_rules_applied)
         self.overlay.cleared.connect(self._on_cleared)
+        r.opened.connect(self.update_docks)
 
     def _on_cleared(self) -> None:
         self.results.close()
@@ -104,7 +106,16 @@ class ResultsWorkbench(QObject):
         window.tabifyDockWidget(docks[1], docks[2])
         window.tabifyDockWidget(docks[1], docks[3])
         docks[1].raise_()
+        self._docks = docks
+        self.update_docks()
         return docks
+
+    def update_docks(self) -> None:
+        """The panels show only while a result is open (empty ones only puzzle); call it again after
+        restoring a window state. A hidden dock keeps its place, so it comes back where the user put it."""
+        shown = self.results.table is not None
+        for dock in self._docks:
+            dock.setVisible(shown)
 
     # -- opening ----------------------------------------------------------------------------------------
     def open_result(self, folder: str | Path) -> CellTable:

@@ -1,0 +1,76 @@
+"""A segmentation run from the app opens in the results workbench when it finishes on the shown slide."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from wsidesk.app import build_main_window, shutdown
+from wsidesk.core.slide.demo import write_demo_slide
+
+SEG_PARAMS = {"model": "wsidesk_test_nuclei", "tile_size": 256, "padding": 32, "batch_size": 2}
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    win = build_main_window(tmp_path / "data", workers=2)
+    win.warnings = warnings
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    win.show()
+    yield win
+    win.close()
+    shutdown(win)
+
+
+def submit_segmentation(window, slide) -> str:
+    window.editor.new_workflow(name="cells")
+    window.editor.add_job("segment", job_id="cells", image=str(slide))
+    for name, value in SEG_PARAMS.items():
+        window.editor.set_job_param("cells", name, value)
+    return window.submit_workflow(window.editor.to_workflow())
+
+
+def wait_finished(qtbot, window, run_id: str) -> None:
+    qtbot.waitUntil(lambda: window.runner.run_status(run_id) is not None, timeout=300_000)
+    qtbot.waitUntil(lambda: window.dashboard.book.runs[run_id].status != "running", timeout=5_000)
+
+
+def test_the_finished_run_replaces_the_live_cells_with_the_workbench_at_once(qtbot, window, tmp_path):
+    slide = write_demo_slide(tmp_path / "small.svs", width=768, height=512, seed=3).path
+    window.open_paths([str(slide)])
+    assert not any(dock.isVisible() for dock in window._results_docks)  # nothing open: no empty panels
+    on_screen: list[tuple[int, int]] = []  # (live cells, workbench cells) right after the result opened
+    window.live.result_finished.connect(
+        lambda _: on_screen.append((window.viewer.cell_overlay.cell_count, window.workbench.overlay.cell_count))
+    )  # connected after the window's own slot: runs once it has opened the result
+    run_id = submit_segmentation(window, slide)
+    wait_finished(qtbot, window, run_id)
+    assert window.runner.run_status(run_id) == "succeeded" and not window.warnings
+    cells = window.dashboard.book.runs[run_id].jobs["cells"].cells
+    assert cells > 0
+    # In the same call that opened it, the live layer was already empty: no frame shows both sets.
+    assert on_screen == [(0, cells)]
+    assert window.workbench.table.model.rowCount() == cells
+    assert window.workbench.results.folder is not None and window.workbench.results.folder.parent.name == run_id
+    assert all(dock.isVisible() for dock in window._results_docks)
+    assert run_id in window.layers.source_label.text()
+    assert window.layers.source_label.text().endswith("(succeeded)")
+    plan = window.viewer.tile_overlay.plan
+    assert plan is not None and window.viewer.tile_overlay.state_counts().get("done", 0) == plan.tissue
+
+
+def test_a_run_on_a_slide_no_longer_shown_does_not_open(qtbot, window, tmp_path):
+    first = write_demo_slide(tmp_path / "first.svs", width=1024, height=768, seed=3).path
+    other = write_demo_slide(tmp_path / "other.svs", width=512, height=512, seed=4).path
+    window.open_paths([str(first)])
+    run_id = submit_segmentation(window, first)
+    window.open_paths([str(other)])  # before any of the run's events is handled (they arrive queued)
+    wait_finished(qtbot, window, run_id)
+    assert window.runner.run_status(run_id) == "succeeded"
+    assert window.workbench.results.table is None and window.workbench.overlay.cell_count == 0
+    assert not any(dock.isVisible() for dock in window._results_docks)
+    assert window.viewer.slide_path == str(other.resolve())
