@@ -345,3 +345,35 @@ def test_closing_the_slide_or_a_new_job_clearing_the_layers_closes_the_result(be
     assert bench.plots.summary.rowCount() == 0
     bench.pick(10, 10)  # nothing to pick, nothing breaks
     assert len(bench.results.selection) == 0
+
+
+def test_cell_exports_run_off_the_gui_thread_and_report_back(qtbot, bench, result, tmp_path, monkeypatch):
+    import threading
+
+    import wsidesk.gui.results.workbench as workbench_module
+
+    warnings: list[str] = []
+    monkeypatch.setattr(workbench_module.QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
+    threads: list[int] = []
+    real_export = workbench_module.export_cells
+
+    def spy(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(workbench_module, "export_cells", spy)
+    bench.open_result(result)
+    with qtbot.waitSignal(bench.export_finished, timeout=30_000) as done:
+        bench.export_in_background("geojson_all", tmp_path / "all.geojson")
+        assert not bench.export_button.isEnabled()  # one export at a time
+    assert done.args == [str(tmp_path / "all.geojson"), ""]
+    assert threads and threads[0] != threading.get_ident()
+    assert bench.export_button.isEnabled() and not warnings
+    cells = read_geojson(tmp_path / "all.geojson")
+    assert [c.id for c in cells] == IDS.tolist()
+    assert np.allclose([c.measurements["area_um2"] for c in cells], AREA)
+    # Nothing selected: refused at once, said in a warning, nothing written.
+    with qtbot.waitSignal(bench.export_finished, timeout=1_000) as refused:
+        bench.export_in_background("geojson_selected", tmp_path / "sel.geojson")
+    assert "no cells are selected" in refused.args[1] and warnings and not (tmp_path / "sel.geojson").exists()
+    assert bench.export_button.isEnabled()

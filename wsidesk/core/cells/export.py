@@ -36,18 +36,84 @@ def select_cells(
     return table
 
 
-def export_geojson(table: CellTable, path: str | Path) -> Path:
-    """QuPath-importable GeoJSON of the table's cells (with their classes, if any)."""
-    from wsidesk.core.export.geojson import write_geojson
+def export_geojson(table: CellTable, path: str | Path, *, chunk: int = 16384) -> Path:
+    """QuPath-importable GeoJSON of the table's cells (with their classes, if any): byte for byte what
+    `write_geojson` writes from the same cells, formatted a chunk at a time (below), ~8x faster."""
+    from wsidesk.core.export.geojson import feature_id_prefix
+    from wsidesk.core.fileio import atomic_write
 
-    colors = {name: hex_to_rgb(color) for name, color in table.class_colors.items()}
-    return write_geojson(
-        table.iter_cells(),
-        path,
-        partial=table.partial,
-        classes=table.classes.tolist() if table.classified else None,
-        colors=colors,
+    path = Path(path)
+    prefix = feature_id_prefix(path)
+    with atomic_write(path, newline="\n") as f:
+        f.write('{"type": "FeatureCollection", "partial": true' if table.partial else '{"type": "FeatureCollection"')
+        f.write(', "features": [\n')
+        for lo in range(0, len(table), chunk):
+            f.write(",\n" if lo else "")
+            f.write(_features_json(table, lo, min(lo + chunk, len(table)), prefix))
+        f.write("\n]}\n")
+    return path
+
+
+def _features_json(table: CellTable, lo: int, hi: int, prefix: str) -> str:
+    """Cells lo:hi as `write_geojson`'s features joined by ',\\n', in one %-format call: each cell's
+    template (shared by cells with as many vertices and the same missing values) is joined into one
+    format string, filled from one flat tuple laid out with numpy. Per-cell Python was ~60 us a cell."""
+    from wsidesk.core.export.geojson import _XY, _classification, _key  # the writer's own encodings
+
+    names = table.column_names
+    n = hi - lo
+    vertices = table.vertices(lo, hi)
+    starts = table.poly_offsets[lo : hi + 1] - table.poly_offsets[lo]
+    counts = np.diff(starts)
+    closed = np.all(vertices[starts[:-1]] == vertices[starts[1:] - 1], axis=1)
+    pairs = counts + ~closed  # an open ring is closed on its first vertex
+    rows = np.column_stack([table.columns[k][lo:hi] for k in names]) if names else np.zeros((n, 0))
+    finite = np.isfinite(rows)  # missing values are left out, as QuPath cannot read them
+    kept = finite.sum(axis=1)
+
+    # Per cell: feature number, x and y per pair, class, kept measurements, cell_id, tile, cx, cy, region.
+    length = 2 * pairs + kept + 7
+    start = np.cumsum(length) - length
+    values = np.empty(int(length.sum()), dtype=object)
+    ids = table.ids[lo:hi]
+    values[start] = np.where(ids > 0, ids, np.arange(lo + 1, hi + 1)).tolist()
+    ring_start = np.cumsum(pairs) - pairs
+    at = np.arange(int(pairs.sum())) - np.repeat(ring_start, pairs)  # pair number inside its ring
+    at[at == np.repeat(counts, pairs)] = 0  # the closing pair repeats the first vertex
+    xy = vertices[np.repeat(starts[:-1], pairs) + at]
+    slot = np.repeat(start + 1 - 2 * ring_start, pairs) + 2 * np.arange(len(xy))
+    values[slot] = xy[:, 0].tolist()
+    values[slot + 1] = xy[:, 1].tolist()
+    after_ring = start + 1 + 2 * pairs
+    if table.classified:
+        colors = {name: hex_to_rgb(color) for name, color in table.class_colors.items()}
+        cls = table.classes[lo:hi].tolist()
+        encoded = {name: _classification(name, colors) for name in set(cls)}
+        values[after_ring] = [encoded[name] for name in cls]
+    else:
+        values[after_ring] = ""
+    rank = np.cumsum(finite, axis=1) - 1  # a kept value's place among its cell's kept ones
+    values[((after_ring + 1)[:, None] + rank)[finite]] = rows[finite].tolist()
+    meta = after_ring + 1 + kept
+    values[meta] = ids.tolist()
+    values[meta + 1] = table.tile[lo:hi].tolist()
+    values[meta + 2] = table.x[lo:hi].tolist()
+    values[meta + 3] = table.y[lo:hi].tolist()
+    regions = table.regions[lo:hi].tolist() if table.regions is not None else None
+    values[meta + 4] = [f',"region":{_key(r)}' if r else "" for r in regions] if regions else ""
+
+    keys: list[tuple[int, tuple[bool, ...]]] = list(
+        zip(pairs.tolist(), [()] * n if finite.all() else map(tuple, finite.tolist()), strict=True)
     )
+    measured = [_key(name).replace("%", "%%") + ":%r" for name in names]
+    head = '{"type":"Feature","id":"' + prefix + '-%012x","geometry":{"type":"Polygon","coordinates":[[['
+    props = ']]]},"properties":{"objectType":"detection",%s"measurements":{'
+    tail = '},"metadata":{"cell_id":"%d","tile":"%d","centroid_x":"%r","centroid_y":"%r"%s}}}'
+    templates = {}
+    for p, mask in set(keys):
+        shown = [m for m, keep in zip(measured, mask, strict=True) if keep] if mask else measured
+        templates[(p, mask)] = head + "],[".join([_XY] * p) + props + ",".join(shown) + tail
+    return ",\n".join([templates[k] for k in keys]) % tuple(values)
 
 
 def export_csv(table: CellTable, path: str | Path) -> Path:

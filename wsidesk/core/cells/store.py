@@ -130,8 +130,11 @@ class CellTable:
 
     def polygon(self, i: int) -> np.ndarray:
         """Vertices of cell `i` ((k, 2) float64 level-0 px, ring not closed), as cells.geojson has them."""
-        a, b = self.poly_offsets[i], self.poly_offsets[i + 1]
-        return self.poly_cpx[a:b] / float(_COORD_SCALE)
+        return self.vertices(i, i + 1)
+
+    def vertices(self, lo: int, hi: int) -> np.ndarray:
+        """The vertices of cells lo:hi, one after another (float64 level-0 px, as cells.geojson has them)."""
+        return self.poly_cpx[int(self.poly_offsets[lo]) : int(self.poly_offsets[hi])] / float(_COORD_SCALE)
 
     def take(self, which: np.ndarray | Sequence[int]) -> CellTable:
         """A new table of the cells selected by a bool mask or by indices (in that order)."""
@@ -195,9 +198,8 @@ class CellTable:
         names = self.column_names
         for lo in range(0, len(self), chunk):
             hi = min(lo + chunk, len(self))
-            a, b = int(self.poly_offsets[lo]), int(self.poly_offsets[hi])
-            vertices = self.poly_cpx[a:b] / float(_COORD_SCALE)
-            starts = (self.poly_offsets[lo : hi + 1] - a).tolist()
+            vertices = self.vertices(lo, hi)
+            starts = (self.poly_offsets[lo : hi + 1] - self.poly_offsets[lo]).tolist()
             rows = np.column_stack([self.columns[k][lo:hi] for k in names]).tolist() if names else [[]] * (hi - lo)
             regions = self.regions[lo:hi].tolist() if self.regions is not None else [""] * (hi - lo)
             columns = zip(

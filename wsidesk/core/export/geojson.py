@@ -43,9 +43,7 @@ def write_geojson(
     cell, '' = none) become QuPath's `classification: {"name", "color": [r, g, b]}` with `colors`.
     """
     path = Path(path)
-    # uuid5 of the absolute path with the cell id in its last 12 hex digits: stable across rewrites,
-    # distinct between runs and jobs (QuPath keeps object ids unique), and cheap.
-    prefix = str(uuid.uuid5(_ID_NAMESPACE, str(path.resolve())))[:23]
+    prefix = feature_id_prefix(path)
     count = 0
     with atomic_write(path, newline="\n") as f:
         head: dict[str, Any] = {"type": "FeatureCollection"}
@@ -62,6 +60,12 @@ def write_geojson(
         f.write("\n]}\n")
     logger.debug("wrote %d cells to %s%s", count, path, " (partial)" if partial else "")
     return path
+
+
+def feature_id_prefix(path: Path) -> str:
+    """Feature ids are this plus '-' and the cell id as 12 hex digits: a uuid5 of the file's absolute
+    path, so stable across rewrites and distinct between runs and jobs (QuPath keeps ids unique)."""
+    return str(uuid.uuid5(_ID_NAMESPACE, str(path.resolve())))[:23]
 
 
 def feature(

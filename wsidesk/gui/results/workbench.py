@@ -4,8 +4,10 @@ lasso select cells)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +46,7 @@ class ResultsWorkbench(QObject):
     """Owns the open result (ResultsModel), its slide layer and its panels; see the module docstring."""
 
     message = Signal(str)  # a sentence for the status bar
+    export_finished = Signal(str, str)  # path, error ('' when written)
 
     def __init__(
         self, viewer: SlideView, settings: QSettings, profile: Callable[[], str], parent: QObject | None = None
@@ -82,6 +85,7 @@ class ResultsWorkbench(QObject):
         self.table.rows_selected.connect(self.centre_on_selection)
         self.classes.rules_applied.connect(self._on_rules_applied)
         self.overlay.cleared.connect(self._on_cleared)
+        self.export_finished.connect(self._on_export_finished)
         r.opened.connect(self.update_docks)
 
     def _on_cleared(self) -> None:
@@ -303,32 +307,64 @@ class ResultsWorkbench(QObject):
         default = str(self.results.folder / f"cells_{kind.split('_')[-1]}{suffix}")
         widget = self.export_button.window()
         path, _ = QFileDialog.getSaveFileName(widget, "Export", default)
-        if not path:
-            return
+        if path:
+            self.export_in_background(kind, Path(path))
+
+    def _on_export_finished(self, path: str, error: str) -> None:
+        self.export_button.setEnabled(True)
+        if error:
+            QMessageBox.warning(self.export_button.window(), "Cannot export", f"{path}: {error}")
+        else:
+            self.message.emit(f"wrote {path}")
+
+    def export_in_background(self, kind: str, path: Path) -> None:
+        """Start one export; `export_finished` says when it is written. Cell files (a million cells
+        take ~30 s) are written on a worker thread from a snapshot, so the window stays live."""
         try:
-            written = self.export(kind, Path(path))
+            job = self._export_job(kind, path)
         except (WsideskError, OSError, ValueError) as exc:
-            QMessageBox.warning(widget, "Cannot export", f"{path}: {exc}")
+            self.export_finished.emit(str(path), str(exc))
             return
-        self.message.emit(f"wrote {written}")
+        self.export_button.setEnabled(False)  # one at a time
+        self.message.emit(f"exporting to {path}…")
+
+        def run() -> None:
+            error = ""
+            try:
+                job()
+            except (WsideskError, OSError, ValueError) as exc:
+                error = str(exc)
+            try:
+                self.export_finished.emit(str(path), error)  # queued to the GUI thread
+            except RuntimeError:  # the window closed meanwhile; the file is written (or not) all the same
+                logger.info("export to %s finished after the workbench closed: %s", path, error or "written")
+
+        threading.Thread(target=run, name="wsidesk-export", daemon=True).start()
 
     def export(self, kind: str, path: Path) -> Path:
-        """Write one export (kind in EXPORT_KINDS) to `path`."""
+        """Write one export (kind in EXPORT_KINDS) to `path`, here and now."""
+        return self._export_job(kind, path)()
+
+    def _export_job(self, kind: str, path: Path) -> Callable[[], Path]:
+        """The export as a call that needs nothing from the GUI: pictures and summaries are made now;
+        cell files capture the cells as they are (classes replace arrays, so a shallow copy holds)."""
         r = self.results
         t = r.table
         if t is None:
             msg = "no result is open"
             raise ValueError(msg)
         if kind == "png":
-            return self.save_view_png(path)
+            written = self.save_view_png(path)
+            return lambda: written
         if kind == "summary":
-            return export_summary_csv(t, path, tissue_mm2=self.plots.tissue_mm2)
+            written = export_summary_csv(t, path, tissue_mm2=self.plots.tissue_mm2)
+            return lambda: written
         fmt, which = kind.split("_")
         if which == "selected" and not len(r.selection):
             msg = "no cells are selected (click, Shift-drag or Ctrl-drag on the slide, or select table rows)"
             raise ValueError(msg)
-        cells = {"all": t, "selected": t.take(r.selection), "shown": t.take(r.visible)}[which]
-        return export_cells(cells, path, fmt=fmt)
+        cells = {"all": copy.copy(t), "selected": t.take(r.selection), "shown": t.take(r.visible)}[which]
+        return lambda: export_cells(cells, path, fmt=fmt)
 
     def save_view_png(self, path: Path) -> Path:
         """The slide view as shown (scale bar included) with the colour legend in its bottom-right corner."""
