@@ -87,6 +87,30 @@ def test_split_post_processing_gives_the_scripted_modules_labels_exactly(
         np.testing.assert_array_equal(got, expected)
 
 
+def test_peak_detection_matches_the_modules_max_pool_with_indices_on_plateaus() -> None:
+    from wsidesk.core.segment.backends.postprocess import _peak_local_max
+
+    # Values on a coarse grid: many equal neighbours, where "first maximum of the window" decides.
+    image = torch.from_numpy(np.random.default_rng(1).integers(0, 6, (61, 77)).astype(np.float32) / 5)
+    pooled, argmax = torch.nn.functional.max_pool2d(image[None, None], 11, stride=1, padding=5, return_indices=True)
+    own = torch.arange(image.numel()).reshape(1, 1, *image.shape)
+    expected = torch.nonzero(((argmax == own) & (pooled > 0.5))[0, 0])
+    assert len(expected) > 3
+    assert torch.equal(_peak_local_max(image, 5, 0.5), expected)
+
+
+def test_window_maximum_is_the_modules_three_3x3_pools_on_both_paths() -> None:
+    from wsidesk.core.segment.backends.postprocess import _pooled_max, _window_max
+
+    mask = torch.from_numpy(np.random.default_rng(2).random((3, 1, 40, 40)) > 0.97)
+    pooled = mask.float()
+    for _ in range(3):
+        pooled = torch.nn.functional.max_pool2d(pooled, kernel_size=3, stride=1, padding=1)
+    windows = mask[:, 0].to(torch.uint8)
+    assert torch.equal(_window_max(windows, (1, 7, 7), 0) > 0, pooled[:, 0] > 0)  # scipy, on the CPU
+    assert torch.equal(_pooled_max(windows, (1, 7, 7)) > 0, pooled[:, 0] > 0)  # torch, on CUDA / MPS
+
+
 @needs_openvino
 def test_openvino_fp32_finds_torchs_cells(
     module: Any, tiles: np.ndarray, reference: list[np.ndarray], tmp_path: Path

@@ -143,28 +143,41 @@ def _coordinate_map(height: int, width: int, device: Any) -> Any:
 
 
 def _peak_local_max(image: Any, neighbourhood: int, minimum: float) -> Any:
+    """(K, 2) row-major positions that are the first maximum of their window and above `minimum`.
+
+    The same peaks as the module's `max_pool2d(return_indices=True)` test (a pixel is a peak when the
+    pool's argmax, the first maximum in row-major order, is itself), ~8x cheaper: the window maximum is
+    separable, and the rare candidates that tie with an earlier pixel of their window are dropped.
+    """
     import torch
 
     h, w = image.shape
-    image = image.view(1, 1, h, w)
-    kernel = 2 * neighbourhood + 1
-    pooled, max_inds = torch.nn.functional.max_pool2d(
-        image, kernel_size=kernel, stride=1, padding=neighbourhood, return_indices=True
-    )
-    inds = torch.arange(0, image.numel(), device=image.device, dtype=torch.long).reshape(image.shape)
-    peaks = (max_inds == inds) * (pooled > minimum)
-    return torch.nonzero(peaks.squeeze()).to(torch.long)
+    k = 2 * neighbourhood + 1
+    pooled = _window_max(image.reshape(1, h, w), (1, k, k), float("-inf"))[0]
+    candidates = torch.nonzero((image == pooled) & (pooled > minimum)).to(torch.long)
+    if not len(candidates):
+        return candidates
+    # Values of each candidate's window in row-major order, -inf outside the image; the positions
+    # before the centre are the ones the pool would have found first.
+    padded = torch.nn.functional.pad(image, [neighbourhood] * 4, value=float("-inf"))
+    offsets = torch.arange(k, device=image.device)
+    rows = (candidates[:, 0, None] + offsets)[:, :, None].expand(-1, k, k)
+    cols = (candidates[:, 1, None] + offsets)[:, None, :].expand(-1, k, k)
+    earlier = padded[rows, cols].reshape(len(candidates), k * k)[:, : (k * k) // 2]
+    values = image[candidates[:, 0], candidates[:, 1]]
+    return candidates[~(earlier == values[:, None]).any(dim=1)]
 
 
 def _feature_engineering(x: Any, c: Any, sigma: Any, window: int, mesh_flat: Any) -> Any:
+    """(n_cells * size * size, e + s) classifier input: each window's fields minus its seed, and sigma."""
     import torch
 
-    e, n_cells, s = x.shape[0], c.shape[0], sigma.shape[0]
-    x_slices = x[:, mesh_flat[0], mesh_flat[1]].reshape(e, n_cells, 2 * window, 2 * window).permute(1, 0, 2, 3)
-    sigma_slices = sigma[:, mesh_flat[0], mesh_flat[1]].reshape(s, n_cells, 2 * window, 2 * window).permute(1, 0, 2, 3)
-    out = torch.cat([x_slices - c.reshape(-1, e, 1, 1), sigma_slices], dim=1)
-    out = out.flatten(2).permute(0, -1, 1)
-    return out.reshape(out.shape[0] * out.shape[1], out.shape[2])
+    e, n_cells = x.shape[0], c.shape[0]
+    size = 2 * window
+    # One gather of fields and sigma together; (channels, n_cells * size * size) -> pixels x channels.
+    slices = torch.cat([x, sigma])[:, mesh_flat[0], mesh_flat[1]].reshape(-1, n_cells, size * size)
+    slices[:e] -= c.T[:, :, None]
+    return slices.permute(1, 2, 0).reshape(n_cells * size * size, -1)
 
 
 def _flood_fill(mask: Any, seed: Any) -> Any:
@@ -180,7 +193,7 @@ def _flood_fill(mask: Any, seed: Any) -> Any:
         from scipy import ndimage as ndi
 
         m = mask.numpy()[:, 0].astype(bool, copy=False)
-        start = ndi.binary_dilation(seed.numpy()[:, 0] > 0, structure=_WINDOW_3X3) & m
+        start = ndi.maximum_filter((seed[:, 0] > 0).numpy(), size=(1, 3, 3), mode="constant") & m  # 3x3 dilation
         labels, _ = ndi.label(m, structure=_WINDOW_3X3)
         touched = np.unique(labels[start])
         return torch.from_numpy(np.isin(labels, touched[touched > 0]))[:, None]
@@ -203,10 +216,35 @@ _WINDOW_3X3[1] = True
 def _fill_holes(mask: Any) -> Any:
     import torch
 
-    dilated = mask.float()
-    for _ in range(3):
-        dilated = torch.nn.functional.max_pool2d(dilated, kernel_size=3, stride=1, padding=1)
+    # The module's three 3x3 max pools are one 7x7 window maximum.
+    dilated = _window_max(mask[:, 0].to(torch.uint8), (1, 7, 7), 0)[:, None]
     return ~_flood_fill(~mask, ~(dilated > 0))
+
+
+def _window_max(x: Any, size: tuple[int, int, int], outside: float) -> Any:
+    """Maximum over a `size` window centred on each element of a 3-D tensor, `outside` past its edges.
+
+    Separable, so exact: scipy's 1-D running maximum on the CPU (~8x faster than torch's 2-D max pool
+    there), two 1-D max pools elsewhere.
+    """
+    import torch
+
+    if x.device.type == "cpu":
+        from scipy import ndimage as ndi
+
+        return torch.from_numpy(ndi.maximum_filter(x.numpy(), size=size, mode="constant", cval=outside))
+    return _pooled_max(x, size)
+
+
+def _pooled_max(x: Any, size: tuple[int, int, int]) -> Any:
+    """`_window_max` by two 1-D max pools (padding is -inf, so the outside never wins)."""
+    import torch
+
+    _, kh, kw = size
+    y = x[:, None].float()
+    y = torch.nn.functional.max_pool2d(y, (1, kw), stride=1, padding=(0, kw // 2))
+    y = torch.nn.functional.max_pool2d(y, (kh, 1), stride=1, padding=(kh // 2, 0))
+    return y[:, 0].to(x.dtype)
 
 
 def _convert(prob: Any, coords: Any, size: tuple[int, int], threshold: float) -> Any:
