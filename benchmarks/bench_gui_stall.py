@@ -64,7 +64,8 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     timer.stop()
     gaps = np.diff(np.asarray(ticks)) * 1000.0
-    cells = window.viewer.cell_overlay.cell_count
+    # The job's count: once it succeeds its cells move from the live layer to the results workbench.
+    cells = window.dashboard.book.runs[run_id].jobs["cells"].cells
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, Qt offscreen; slide {args.width}x{args.height}, "
         f"model {args.model}, tile {args.tile_size}, batch {args.batch_size}"
