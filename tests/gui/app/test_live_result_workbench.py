@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from wsidesk.app import build_main_window, shutdown
+from wsidesk.core.cells.store import write_cell_store
+from wsidesk.core.events import Event, EventName
+from wsidesk.core.export.geojson import write_geojson
+from wsidesk.core.segment.cells import Cell
 from wsidesk.core.slide.demo import write_demo_slide
+from wsidesk.core.workflow.model import Branch, Job, Workflow
 
 SEG_PARAMS = {"model": "wsidesk_test_nuclei", "tile_size": 256, "padding": 32, "batch_size": 2}
 
@@ -63,14 +71,41 @@ def test_the_finished_run_replaces_the_live_cells_with_the_workbench_at_once(qtb
     assert plan is not None and window.viewer.tile_overlay.state_counts().get("done", 0) == plan.tissue
 
 
-def test_a_run_on_a_slide_no_longer_shown_does_not_open(qtbot, window, tmp_path):
-    first = write_demo_slide(tmp_path / "first.svs", width=1024, height=768, seed=3).path
+def finished_job_events(run_id: str, profile: str, cells: Path) -> list[Event]:
+    """What a segment job that succeeded reports: started, then succeeded with its outputs."""
+    job = {"branch": "b", "job_id": "cells"}
+    return [
+        Event(EventName.JOB_STARTED, run_id, profile, "cells", **job),
+        Event(EventName.JOB_SUCCEEDED, run_id, profile, "cells", **job, fields={"outputs": {"cells": str(cells)}}),
+    ]
+
+
+def test_only_a_run_of_this_profile_on_the_shown_slide_opens(window, tmp_path):
+    shown = write_demo_slide(tmp_path / "shown.svs", width=512, height=512, seed=3).path
     other = write_demo_slide(tmp_path / "other.svs", width=512, height=512, seed=4).path
-    window.open_paths([str(first)])
-    run_id = submit_segmentation(window, first)
-    window.open_paths([str(other)])  # before any of the run's events is handled (they arrive queued)
-    wait_finished(qtbot, window, run_id)
-    assert window.runner.run_status(run_id) == "succeeded"
-    assert window.workbench.results.table is None and window.workbench.overlay.cell_count == 0
+    folder = tmp_path / "run" / "cells"
+    folder.mkdir(parents=True)
+    cell = Cell(
+        np.array([[10.0, 10.0], [30.0, 10.0], [30.0, 30.0]]),
+        (23.3, 16.7),
+        (10, 10, 30, 30),
+        0,
+        {"area_um2": 50.0},
+        id=1,
+    )
+    write_geojson([cell], folder / "cells.geojson")
+    write_cell_store([cell], folder)
+    window.open_paths([str(shown)])
+    for run_id, slide in (("on-other-slide", other), ("on-shown-slide", shown)):
+        job = Job("cells", "segment", str(slide))
+        window.live.track(run_id, Workflow("cells", (Branch("b", (job,)),)))
+    for event in finished_job_events("on-shown-slide", "alice", folder / "cells.geojson"):
+        window.live.on_event(event)  # another profile's run on this very slide
+    for event in finished_job_events("on-other-slide", "default", folder / "cells.geojson"):
+        window.live.on_event(event)
+    assert window.workbench.results.table is None and not window.warnings
     assert not any(dock.isVisible() for dock in window._results_docks)
-    assert window.viewer.slide_path == str(other.resolve())
+    for event in finished_job_events("on-shown-slide", "default", folder / "cells.geojson"):
+        window.live.on_event(event)
+    assert window.workbench.overlay.cell_count == 1 and window.workbench.results.folder == folder
+    assert all(dock.isVisible() for dock in window._results_docks)
