@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMainWindow
+from PySide6.QtWidgets import QMainWindow, QTabBar
 
 from wsidesk.core.cells.store import write_cell_store
 from wsidesk.core.export.geojson import write_geojson
@@ -63,4 +63,10 @@ def test_docks_hide_until_a_result_opens_and_keep_the_users_layout(qtbot, settin
     assert all(d.isVisible() for d in docks)
     assert window.dockWidgetArea(plots) == Qt.DockWidgetArea.LeftDockWidgetArea
     assert window.dockWidgetArea(docks[0]) == Qt.DockWidgetArea.BottomDockWidgetArea
+
+    def group_back() -> bool:
+        bars = [b for b in window.findChildren(QTabBar) if b.isVisible() and b.count() == 2]
+        return any({b.tabText(0), b.tabText(1)} == {"Cell colours", "Classes"} for b in bars)
+
+    qtbot.waitUntil(group_back, timeout=2_000)  # the colour and class docks are tabbed again
     view.shutdown()

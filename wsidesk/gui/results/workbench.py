@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QTabBar,
     QToolButton,
     QWidget,
 )
@@ -120,6 +121,14 @@ class ResultsWorkbench(QObject):
         shown = self.results.table is not None
         for dock in self._docks:
             dock.setVisible(shown)
+        window = self._docks[0].parentWidget() if self._docks else None
+        if not shown and window is not None:
+            # Qt (6.10) leaves the tab bar of a tab group whose docks are all hidden on screen, over
+            # the next dock; it shows it again itself when one of them comes back.
+            titles = {dock.windowTitle() for dock in self._docks}
+            for bar in window.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+                if bar.count() and all(bar.tabText(i) in titles for i in range(bar.count())):
+                    bar.hide()
 
     # -- opening ----------------------------------------------------------------------------------------
     def open_result(self, folder: str | Path) -> CellTable:
