@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -101,6 +102,14 @@ def stall(app: object, steps: int, step: Callable[[int], None]) -> tuple[float, 
 
 
 def main() -> None:
+    data = Path(tempfile.mkdtemp(prefix="wsidesk-results-bench-"))
+    try:
+        run(data)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)  # ~230 MB of cell store per million cells
+
+
+def run(data: Path) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cells", type=int, default=1_000_000)
     args = parser.parse_args()
@@ -114,7 +123,6 @@ def main() -> None:
     from wsidesk.gui.viewer import SlideView
 
     app = QApplication.instance() or QApplication([])
-    data = Path(tempfile.mkdtemp(prefix="wsidesk-results-bench-"))
     t0 = time.perf_counter()
     w, h = synth_result(data / "run" / "segment", args.cells)
     print(f"{args.cells:,} cells on a {w}x{h} px slide, written in {time.perf_counter() - t0:.1f} s")
