@@ -125,10 +125,11 @@ def build_main_window(
     from PySide6.QtCore import QSettings
 
     from wsidesk.core.scheduler.runner import Runner
-    from wsidesk.gui.bridges import EventBridge
+    from wsidesk.gui.bridges import EventBridge, collect_on_gui_thread
     from wsidesk.gui.main_window import MainWindow, Services
     from wsidesk.gui.settings_dialog import ExecutorSettings
 
+    collect_on_gui_thread()  # before any job thread runs Python next to this window's Qt objects
     store = Store(data_dir)
     settings = QSettings(str(data_dir / "gui.ini"), QSettings.Format.IniFormat)
     profile = check_profile_name(profile or str(settings.value("last_profile", DEFAULT_PROFILE)))
