@@ -108,8 +108,9 @@ def torch_runner(fcn: Any, x: Any, *, channels_last: bool, bf16: bool) -> Callab
 
 
 def openvino_runner(fcn: Any, x: Any, *, precision: str, threads: int) -> Callable[[], np.ndarray]:
-    import openvino as ov
+    from wsidesk.core.segment.backends.openvino import import_openvino
 
+    ov = import_openvino()
     core = ov.Core()
     caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if precision == "bf16" and "BF16" not in caps:

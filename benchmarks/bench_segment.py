@@ -313,9 +313,9 @@ def conditions(slide: Path, model_path: Path, args: argparse.Namespace) -> dict[
     finally:
         reader.close()
     try:
-        import openvino
+        from wsidesk.core.segment.backends.openvino import import_openvino
 
-        ov_version: str | None = openvino.__version__
+        ov_version: str | None = import_openvino().__version__
     except ImportError:
         ov_version = None
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_fp16"})

@@ -75,9 +75,10 @@ def default_model(data_dir: Path) -> str:
 def warm_up(models_dir: Path, model: str) -> threading.Thread:
     """Import the segmentation stack and load `model` on a background thread at start-up.
 
-    Importing torch takes seconds and loading a TorchScript model holds the GIL for ~0.4 s: done
-    inside the first job, both would freeze the GUI thread mid-run instead of at start-up. The model
-    lands in the process cache that segment jobs load through.
+    Importing torch takes seconds, and loading a TorchScript model, importing OpenVINO and converting
+    the model hold the GIL for 70-400 ms at a time: done inside the first job, they would freeze the GUI
+    thread mid-run instead of at start-up. The model and its backbone land in the process caches that
+    segment jobs use.
     """
 
     def _load() -> None:
@@ -86,16 +87,20 @@ def warm_up(models_dir: Path, model: str) -> threading.Thread:
 
             import wsidesk.core.export.geojson  # noqa: F401
             import wsidesk.core.export.table  # noqa: F401
-            import wsidesk.core.jobs.segment  # noqa: F401
-            import wsidesk.core.segment.engine  # noqa: F401
             import wsidesk.core.segment.extract  # noqa: F401
             import wsidesk.core.segment.merge  # noqa: F401 - shapely: ~40 modules
             import wsidesk.core.segment.shards  # noqa: F401
+            from wsidesk.core.jobs.segment import openvino_cache
+            from wsidesk.core.segment.backends import splittable
+            from wsidesk.core.segment.engine import prepare_backbone
             from wsidesk.core.segment.models import ModelStore, cached_model, models_root
 
             # Leave a core to the GUI thread: with every core busy in inference, repaints stall.
             torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-            cached_model(ModelStore(models_root(models_dir)).resolve(model))
+            root = models_root(models_dir)
+            loaded = cached_model(ModelStore(root).resolve(model))
+            if splittable(loaded.module):  # as a segment job with backend auto will run it
+                prepare_backbone(loaded, cache_dir=openvino_cache(root))
         except ImportError:  # segmentation is optional; its jobs report the missing package
             logger.debug("segmentation stack not importable", exc_info=True)
         except WsideskError as exc:  # not installed or damaged: the job that needs it says so

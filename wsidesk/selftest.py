@@ -245,8 +245,9 @@ def check_torch(state: _State) -> str:
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
     openvino = "OpenVINO not installed"
     if openvino_available():
-        import openvino as ov
+        from wsidesk.core.segment.backends.openvino import import_openvino
 
+        ov = import_openvino()
         openvino = f"OpenVINO {ov.__version__.split('-', 1)[0]} on {', '.join(ov.Core().available_devices)}"
     return (
         f"torch {torch.__version__}, device {device}{extra}, {torch.get_num_threads()} CPU threads ({bf16}); {openvino}"

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,59 @@ def test_a_corrupt_cache_entry_warns_is_rebuilt_and_gives_the_same_cells(
     assert (next(second.iterdir()) / "backbone.bin").read_bytes() != bytes(data)  # rebuilt
     fraction, _ = _matched(reference, _labels(backbone, module, tiles))
     assert fraction >= 0.995
+
+
+@needs_openvino
+def test_converting_the_model_sends_no_usage_telemetry(tmp_path: Path) -> None:
+    code = f"""
+import multiprocessing
+started = []
+multiprocessing.Process.start = lambda self: started.append(self)  # OpenVINO's telemetry sends from a child
+import torch
+from wsidesk.core.segment.backends import choose_backbone
+module = torch.jit.load({str(TEST_MODEL)!r}).eval()
+backbone = choose_backbone(module, device="cpu", backend="openvino", cache_dir=None)
+import openvino.tools.ovc.convert_impl as convert
+print(backbone.name, convert.tm.__name__, len(started))
+"""
+    # A home without an opt-out file, outside CI: OpenVINO's own default would send.
+    env = {**os.environ, "HOME": str(tmp_path), "CI": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=300)
+    assert out.stdout.split() == ["openvino", "openvino.tools.ovc.telemetry_stub", "0"]
+
+
+@needs_openvino
+def test_start_up_converts_the_backbone_that_the_first_job_then_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsidesk.app import warm_up
+    from wsidesk.core.jobs.segment import openvino_cache
+    from wsidesk.core.segment.backends.openvino import OpenVINOBackbone
+    from wsidesk.core.segment.engine import prepare_backbone
+    from wsidesk.core.segment.models import ModelStore, cached_model, models_root
+
+    threads = torch.get_num_threads()
+    try:
+        warm_up(tmp_path / "models", "wsidesk_test_nuclei").join(timeout=300)
+        root = models_root(tmp_path / "models")
+        assert any(openvino_cache(root).iterdir())  # converted at start-up, and kept on disk
+
+        def converting_again(*_: Any) -> Any:
+            msg = "the job converted the model again"
+            raise AssertionError(msg)
+
+        monkeypatch.setattr(OpenVINOBackbone, "_convert", converting_again)
+        monkeypatch.setattr(OpenVINOBackbone, "_read_entry", converting_again)
+        model = cached_model(ModelStore(root).resolve("wsidesk_test_nuclei"))
+        chosen: list[str] = []  # on a new thread, as jobs run (torch's thread count is set per thread)
+        job = threading.Thread(
+            target=lambda: chosen.append(prepare_backbone(model, cache_dir=openvino_cache(root)).name)
+        )
+        job.start()
+        job.join()
+        assert chosen == ["openvino"]
+    finally:
+        torch.set_num_threads(threads)  # start-up leaves a core to the GUI
 
 
 def test_segment_command_records_the_engine_in_summary_json(tmp_path: Path) -> None:

@@ -103,6 +103,11 @@ def model_dir(ctx: JobContext) -> Path:
     return models_root(ctx.models_dir or default_data_dir() / "models")
 
 
+def openvino_cache(models: Path) -> Path:
+    """Where OpenVINO's converted and compiled forms of the models installed in `models` are kept."""
+    return models / ".openvino"
+
+
 def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one linear recipe
     """Job function for type `segment`; see the module docstring."""
     from wsidesk.core.annotations.regions import RegionFilter, region_summaries, write_region_outputs
@@ -253,7 +258,7 @@ def run_segment_job(ctx: JobContext) -> dict[str, str]:  # noqa: PLR0915 - one l
             merger=merger,
             cells_before=len(previous.cells),
             backend=params.backend,
-            cache_dir=model_dir(ctx) / ".openvino",
+            cache_dir=openvino_cache(model_dir(ctx)),
         )
     except JobCancelled:
         write_outputs(partial=True)

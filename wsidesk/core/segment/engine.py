@@ -179,7 +179,7 @@ class _ModelRunner:
         if precision not in PRECISIONS:
             msg = f"precision must be one of {PRECISIONS}, got {precision!r}"
             raise ValueError(msg)
-        from wsidesk.core.segment.backends import BACKENDS, InstanSegPostprocess, choose_backbone, splittable
+        from wsidesk.core.segment.backends import BACKENDS, InstanSegPostprocess, splittable
 
         if backend not in BACKENDS:
             msg = f"backend must be one of {BACKENDS}, got {backend!r}"
@@ -195,14 +195,7 @@ class _ModelRunner:
         self.backbone: Backbone | None = None
         if splittable(self.module):
             self.post = InstanSegPostprocess(self.module)
-            self.backbone = choose_backbone(
-                self.module,
-                device=self.device,
-                backend=backend,
-                model_path=getattr(model, "path", None),
-                cache_dir=cache_dir,
-                threads=_torch_threads(),
-            )
+            self.backbone = prepare_backbone(model, backend=backend, cache_dir=cache_dir)
         elif backend == "openvino":
             logger.info("this model's post-processing cannot be split from its backbone: it runs with torch")
         self._choose_precision(precision)
@@ -404,6 +397,20 @@ def _bf16_supported() -> bool:
         return bool(torch.cuda.is_bf16_supported())
     except Exception:  # noqa: BLE001
         return False
+
+
+def prepare_backbone(model: SegmentModel, *, backend: str = "auto", cache_dir: Path | None = None) -> Backbone:
+    """The backbone segment jobs run `model` with, kept per process: converted (OpenVINO) on first use."""
+    from wsidesk.core.segment.backends import choose_backbone
+
+    return choose_backbone(
+        model.module,
+        device=str(model.device),
+        backend=backend,
+        model_path=getattr(model, "path", None),
+        cache_dir=cache_dir,
+        threads=_torch_threads(),
+    )
 
 
 def _torch_threads() -> int:

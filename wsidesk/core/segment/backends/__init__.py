@@ -76,9 +76,9 @@ def choose_backbone(
 
 
 def _openvino(module: Any, *, model_path: Path | None, cache_dir: Path | None, threads: int | None) -> Backbone:
-    import openvino as ov  # ImportError: the caller falls back with an INFO line
+    from wsidesk.core.segment.backends.openvino import OpenVINOBackbone, import_openvino
 
-    from wsidesk.core.segment.backends.openvino import OpenVINOBackbone
+    ov = import_openvino()  # ImportError: the caller falls back with an INFO line
     from wsidesk.core.segment.models.layout import safe_sha
 
     sha = safe_sha(model_path) if model_path is not None else None

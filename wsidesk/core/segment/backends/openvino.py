@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,22 @@ logger = logging.getLogger(__name__)
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
 MANIFEST = "manifest.json"
+
+
+def import_openvino() -> Any:
+    """`import openvino`, without its usage telemetry.
+
+    Unless a user opted out, OpenVINO's converter reports each conversion to Google Analytics from
+    forked child processes (18 for one conversion of the test model): data leaving a pathologist's
+    machine unasked, and forks of the whole threaded Qt process that froze the GUI for 100-250 ms.
+    `import openvino` binds the converter's telemetry module, so a None module placed first makes that
+    import fail, and the converter uses its own no-op stub, as it does where the package is not installed.
+    """
+    for name in ("openvino_telemetry", "openvino_telemetry.backend"):
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    import openvino
+
+    return openvino
 
 
 class OpenVINOBackbone:
@@ -39,7 +56,7 @@ class OpenVINOBackbone:
         device: str = "CPU",
         threads: int | None = None,
     ) -> None:
-        import openvino as ov
+        ov = import_openvino()
 
         self.device = device
         self.version = ov.__version__.split("-", 1)[0]
@@ -86,7 +103,7 @@ class OpenVINOBackbone:
         return model
 
     def _convert(self, module: Any) -> Any:
-        import openvino as ov
+        ov = import_openvino()
         import torch
 
         example = torch.zeros(1, 3, 256, 256, dtype=torch.float32)  # float32: float64 fails conversion
@@ -117,7 +134,7 @@ class OpenVINOBackbone:
             raise BackendError(msg) from exc
 
     def _write_entry(self, entry: Path, model: Any, model_sha256: str | None) -> None:
-        import openvino as ov
+        ov = import_openvino()
 
         from wsidesk.core.segment.models.layout import sha256_file
 
