@@ -6,25 +6,18 @@ from pathlib import Path
 
 import pytest
 import shapely
-from PySide6.QtWidgets import QDialog, QMessageBox
+from PySide6.QtWidgets import QDialog
 
-from wsidesk.app import build_main_window, shutdown
 from wsidesk.core.annotations import Annotation, AnnotationStore
 from wsidesk.core.slide.demo import write_demo_slide
 from wsidesk.gui import main_window as main_window_module
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: pytest.fail(f"warning shown: {a[2]}"))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    win = build_main_window(tmp_path / "data", workers=1)
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
+def window(open_window):
+    win = open_window(workers=1)
     yield win
-    win.close()
-    shutdown(win)
+    assert win.messages == []  # no warning along the way
 
 
 @pytest.fixture

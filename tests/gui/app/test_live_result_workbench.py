@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QMessageBox
 
-from wsidesk.app import build_main_window, shutdown
 from wsidesk.core.cells.store import write_cell_store
 from wsidesk.core.events import Event, EventName
 from wsidesk.core.export.geojson import write_geojson
@@ -20,18 +18,8 @@ SEG_PARAMS = {"model": "wsidesk_test_nuclei", "tile_size": 256, "padding": 32, "
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    warnings: list[str] = []
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    win = build_main_window(tmp_path / "data", workers=2)
-    win.warnings = warnings
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    yield win
-    win.close()
-    shutdown(win)
+def window(open_window):
+    return open_window()
 
 
 def submit_segmentation(window, slide) -> str:
@@ -57,7 +45,7 @@ def test_the_finished_run_replaces_the_live_cells_with_the_workbench_at_once(qtb
     )  # connected after the window's own slot: runs once it has opened the result
     run_id = submit_segmentation(window, slide)
     wait_finished(qtbot, window, run_id)
-    assert window.runner.run_status(run_id) == "succeeded" and not window.warnings
+    assert window.runner.run_status(run_id) == "succeeded" and not window.messages
     cells = window.dashboard.book.runs[run_id].jobs["cells"].cells
     assert cells > 0
     # In the same call that opened it, the live layer was already empty: no frame shows both sets.
@@ -103,7 +91,7 @@ def test_only_a_run_of_this_profile_on_the_shown_slide_opens(window, tmp_path):
         window.live.on_event(event)  # another profile's run on this very slide
     for event in finished_job_events("on-other-slide", "default", folder / "cells.geojson"):
         window.live.on_event(event)
-    assert window.workbench.results.table is None and not window.warnings
+    assert window.workbench.results.table is None and not window.messages
     assert not any(dock.isVisible() for dock in window._results_docks)
     for event in finished_job_events("on-shown-slide", "default", folder / "cells.geojson"):
         window.live.on_event(event)

@@ -7,21 +7,15 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from wsidesk.app import build_main_window, shutdown
 from wsidesk.core.workflow.model import Branch, Job, Workflow
 from wsidesk.gui.dashboard.run_dashboard import REUSED_COLOUR
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: pytest.fail(f"warning shown: {a[2]}"))
-    win = build_main_window(tmp_path / "data", workers=2)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
+def window(open_window):
+    win = open_window(size=(1400, 900))
     yield win
-    win.close()
-    shutdown(win)
+    assert win.messages == []  # no warning along the way
 
 
 @pytest.fixture(scope="module")

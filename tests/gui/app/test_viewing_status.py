@@ -6,28 +6,20 @@ import shutil
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
 
-from wsidesk.app import build_main_window, shutdown
 from wsidesk.core.slide import open_slide
 from wsidesk.gui.slide_info import SlideInfoPanel
 from wsidesk.gui.status_text import magnification_text, position_text
 
 
 @pytest.fixture
-def window(qtbot, tmp_path, monkeypatch, demo_slide):
-    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: None)
-    win = build_main_window(tmp_path / "data", workers=1)
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
+def window(qtbot, tmp_path, open_window, demo_slide):
+    win = open_window(workers=1)
     qtbot.waitExposed(win)
     slide = tmp_path / "slide.svs"
     shutil.copy(demo_slide.path, slide)
     assert win.open_slide(str(slide))
-    yield win
-    win.close()
-    shutdown(win)
+    return win
 
 
 def test_texts():
