@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 
 from PySide6.QtCore import QObject
 
 from wsidesk.app import build_main_window, shutdown
+from wsidesk.gui.bridges.gui_gc import FULL_EVERY_S, collect_on_gui_thread
 
 
 def test_a_qt_object_in_a_cycle_is_collected_on_the_gui_thread_not_where_python_allocates(qtbot, tmp_path):
@@ -26,8 +28,37 @@ def test_a_qt_object_in_a_cycle_is_collected_on_the_gui_thread_not_where_python_
         worker.start()
         worker.join()
         assert freed_on == []
+        kept = [[] for _ in range(2000)]  # past the first threshold (the worker's lists are gone again)
         qtbot.waitUntil(lambda: bool(freed_on), timeout=5000)
+        assert len(kept) == 2000
         assert freed_on == [threading.main_thread()]
     finally:
         win.close()
         shutdown(win)
+
+
+def test_full_collections_run_at_most_once_per_period_however_much_is_allocated(qtbot):
+    collector = collect_on_gui_thread()
+    full: list[float] = []
+
+    def count_full(phase: str, info: dict) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(time.monotonic())
+
+    kept: list[list[list[int]]] = []
+
+    def allocate_and_check(times: int) -> None:
+        for _ in range(times):  # each round is past the first threshold, rounds add up past the others
+            kept.append([[] for _ in range(1000)])
+            collector.check()
+
+    gc.callbacks.append(count_full)
+    try:
+        collector.last_full = time.monotonic()  # as if one had just run
+        allocate_and_check(300)
+        assert full == []
+        collector.last_full -= FULL_EVERY_S
+        allocate_and_check(300)
+        assert len(full) == 1
+    finally:
+        gc.callbacks.remove(count_full)
