@@ -7,6 +7,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from wsidesk.core.fileio import atomic_write
 from wsidesk.core.segment.cells import Cell
 from wsidesk.core.segment.measure import MEASUREMENTS
@@ -60,4 +62,12 @@ def _fmt(value: float | None, decimals: int) -> str:
     return repr(round(value, decimals))
 
 
-__all__ = ["write_csv", "write_rows"]
+def number_strings(values: np.ndarray, decimals: int) -> list[str]:
+    """`_fmt` over a float column: one list comprehension, '' where a value is not finite."""
+    out = [repr(round(v, decimals)) for v in values.tolist()]
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = ""
+    return out
+
+
+__all__ = ["number_strings", "write_csv", "write_rows"]

@@ -368,15 +368,15 @@ def _write_outputs(
     *,
     partial: bool,
 ) -> dict[str, str]:
-    from wsidesk.core.cells.store import write_cell_store
+    from wsidesk.core.cells.export import export_csv
+    from wsidesk.core.cells.store import table_from_cells, write_cell_store
     from wsidesk.core.export.geojson import write_geojson
-    from wsidesk.core.export.table import write_csv
 
     tiles_path = write_tiles_json(out_dir / "tiles.json", plan, done, failed, partial=partial)
+    table = table_from_cells(cells, partial=partial)  # with a region column for jobs run with `roi`
     geojson = write_geojson(cells, out_dir / "cells.geojson", partial=partial)
-    csv = write_csv(cells, out_dir / "cells.csv")
-    regions = [c.region for c in cells] if any(c.region for c in cells) else None  # jobs run with `roi`
-    store = write_cell_store(cells, out_dir, regions=regions, partial=partial)  # after the GeoJSON: it records it
+    csv = export_csv(table, out_dir / "cells.csv")
+    store = write_cell_store(table, out_dir, partial=partial)  # after the GeoJSON: it records it
     return {"tiles": str(tiles_path), "cells": str(geojson), "cells_csv": str(csv), "cells_store": str(store)}
 
 
